@@ -1,0 +1,56 @@
+# fashionrag — `make test` sets everything up itself; see README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROTOS := $(wildcard protos/fashionrag/v1/*.proto)
+STUBS := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
+
+# `make demo` (online, the real model and dataset) or, offline:
+#   make demo DATASET=./sample_data MODEL=configs/tiny-clip.json PRETRAINED=none
+DATASET ?= detection-datasets/fashionpedia
+MODEL ?= ViT-B-32
+PRETRAINED ?= laion2b_s34b_b79k
+LIMIT ?= 1000
+QUERY ?= red tops
+
+.PHONY: setup protos test lint typecheck unit demo sample-data clean
+
+setup: $(STAMP) protos
+
+# The virtual environment is made once and re-made only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check \
+		-e ".[embedder,indexer,query,chroma-server,dev]"
+	@touch $(STAMP)
+
+# The stubs are generated, never committed: one command, absolute imports (fashionrag.v1).
+protos: $(STUBS)
+fashionrag/v1/%_pb2.py: protos/fashionrag/v1/%.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $<
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests
+
+test: lint typecheck
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest -m "not integration"
+
+sample-data: setup
+	$(PY) -m indexer_service.sample_data ./sample_data --rows $(LIMIT)
+
+demo: setup
+	$(PY) scripts/demo.py --dataset "$(DATASET)" --model "$(MODEL)" \
+		--pretrained "$(PRETRAINED)" --limit $(LIMIT) --query "$(QUERY)"
+
+clean:
+	rm -rf .demo chroma_data images_data .pytest_cache .mypy_cache .ruff_cache
+	rm -f fashionrag/v1/*_pb2*.py fashionrag/v1/*_pb2.pyi

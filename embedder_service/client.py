@@ -1,0 +1,244 @@
+"""The client library of the embedder: what every other service (and any caller) imports.
+
+It spreads calls over every replica behind a DNS name (`dns:///embedder:50051`) with gRPC's
+round_robin policy, skips replicas whose health is NOT_SERVING (client-side health checking),
+retries UNAVAILABLE and RESOURCE_EXHAUSTED with gRPC's jittered exponential backoff, splits
+batches to the server's limits, and returns numpy arrays. Errors come out as fashionrag's domain
+errors, translated in one place.
+
+    from embedder_service.client import EmbedderClient
+
+    with EmbedderClient("127.0.0.1:50051") as embedder:
+        vectors = embedder.embed_texts(["red tops", "a long dress"])   # (2, D) float32
+        print(embedder.model_info().model_name, vectors.shape)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fashionrag.errors import FashionragError, InvalidArgument, Unavailable, from_rpc_error
+from fashionrag.grpc_server import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
+from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+
+SERVICE_NAME = "fashionrag.v1.Embedder"
+
+# gRPC's own machinery does the spreading, the health-aware picking and the retries.
+SERVICE_CONFIG = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": SERVICE_NAME},
+    "methodConfig": [
+        {
+            "name": [{"service": SERVICE_NAME}],
+            "waitForReady": True,
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.2s",
+                "maxBackoff": "5s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+            },
+        }
+    ],
+}
+
+# Leave room for the message framing around the image bytes.
+_MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The embedder's model: what a collection records and compares."""
+
+    model_name: str
+    pretrained: str
+    dimension: int
+    device: str
+    precision: str
+    context_length: int
+    image_size: int
+    seed: int
+    max_batch_items: int
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """One image's outcome: `vector` is set, or `error` says why not."""
+
+    id: str
+    vector: np.ndarray | None
+    error: str | None
+    width: int = 0
+    height: int = 0
+
+
+def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn gRPC errors of a client method into fashionrag's domain errors."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except grpc.RpcError as exc:
+            client = args[0]
+            assert isinstance(client, EmbedderClient)
+            raise from_rpc_error(exc, f"embedder at {client.target}") from exc
+
+    return wrapper
+
+
+def _as_input(item: bytes | tuple[str, bytes], index: int) -> embedder_pb2.ImageInput:
+    if isinstance(item, tuple):
+        return embedder_pb2.ImageInput(id=item[0], data=item[1])
+    return embedder_pb2.ImageInput(id=str(index), data=item)
+
+
+class EmbedderClient:
+    """A connection to one embedder address, or to every replica behind a DNS name.
+
+    Args:
+        target: "host:port", or "dns:///name:port" to use every address the name resolves to.
+        timeout: the deadline of each call, in seconds.
+    """
+
+    def __init__(self, target: str, timeout: float = 60.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        options = [*CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(SERVICE_CONFIG))]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._info: ModelInfo | None = None
+
+    def __enter__(self) -> EmbedderClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def wait_until_ready(self, timeout: float = 120.0) -> None:
+        """Block until the embedder reports SERVING (its model loaded).
+
+        Raises:
+            Unavailable: not SERVING within `timeout` seconds.
+        """
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                timeout=timeout,
+                wait_for_ready=True,
+            )
+        except grpc.RpcError as exc:
+            raise Unavailable(
+                f"embedder at {self.target} not ready within {timeout:.0f}s: {exc}"
+            ) from exc
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            raise Unavailable(f"embedder at {self.target} is not serving")
+
+    @_translate_errors
+    def model_info(self, refresh: bool = False) -> ModelInfo:
+        """The embedder's model (asked once, then remembered unless `refresh`)."""
+        if self._info is None or refresh:
+            m = self._stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=self.timeout)
+            self._info = ModelInfo(
+                model_name=m.model_name,
+                pretrained=m.pretrained,
+                dimension=m.dimension,
+                device=m.device,
+                precision=m.precision,
+                context_length=m.context_length,
+                image_size=m.image_size,
+                seed=m.seed,
+                max_batch_items=m.max_batch_items,
+            )
+        return self._info
+
+    @_translate_errors
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts; returns a (len(texts), dimension) float32 array, L2-normalised rows.
+
+        Raises:
+            InvalidArgument: no text, or an empty one.
+        """
+        if not texts:
+            return np.zeros((0, self.model_info().dimension), dtype=np.float32)
+        limit = self.model_info().max_batch_items
+        parts = []
+        for start in range(0, len(texts), limit):
+            response = self._stub.EmbedTexts(
+                embedder_pb2.EmbedTextsRequest(texts=list(texts[start : start + limit])),
+                timeout=self.timeout,
+            )
+            parts.append(
+                np.array([r.embedding.values for r in response.results], dtype=np.float32)
+            )
+        return np.concatenate(parts)
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """Embed one text; returns its (dimension,) vector."""
+        return self.embed_texts([text])[0]
+
+    def _chunks(
+        self, inputs: list[embedder_pb2.ImageInput]
+    ) -> Iterator[list[embedder_pb2.ImageInput]]:
+        limit = self.model_info().max_batch_items
+        chunk: list[embedder_pb2.ImageInput] = []
+        size = 0
+        for item in inputs:
+            item_size = len(item.data) + len(item.id) + 16
+            if chunk and (len(chunk) >= limit or size + item_size > _MAX_REQUEST_BYTES):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(item)
+            size += item_size
+        if chunk:
+            yield chunk
+
+    @_translate_errors
+    def embed_images(self, images: Sequence[bytes | tuple[str, bytes]]) -> list[ImageEmbedding]:
+        """Embed encoded images, given as bytes or (id, bytes); one outcome per image, in order.
+
+        An image that cannot be decoded gets an `error` and no vector; the others are embedded.
+        """
+        inputs = [_as_input(item, i) for i, item in enumerate(images)]
+        outcomes: list[ImageEmbedding] = []
+        for chunk in self._chunks(inputs):
+            response = self._stub.EmbedImages(
+                embedder_pb2.EmbedImagesRequest(images=chunk), timeout=self.timeout
+            )
+            for r in response.results:
+                if r.HasField("embedding"):
+                    vector = np.array(r.embedding.values, dtype=np.float32)
+                    outcomes.append(ImageEmbedding(r.id, vector, None, r.width, r.height))
+                else:
+                    outcomes.append(ImageEmbedding(r.id, None, r.error.message))
+        return outcomes
+
+    def embed_image(self, data: bytes) -> np.ndarray:
+        """Embed one encoded image; returns its vector.
+
+        Raises:
+            InvalidArgument: the image cannot be decoded (the message says why).
+        """
+        (outcome,) = self.embed_images([data])
+        if outcome.vector is None:
+            raise InvalidArgument(f"image: {outcome.error}")
+        return outcome.vector
+
+
+__all__ = ["EmbedderClient", "FashionragError", "ImageEmbedding", "ModelInfo"]

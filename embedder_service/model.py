@@ -1,0 +1,202 @@
+"""The model behind the embedder: a small interface, and its OpenCLIP implementation.
+
+The server and the engine only know `EmbeddingModel`; another runtime (ONNX, TensorRT) is one more
+class here. Only this module imports torch and open_clip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from embedder_service.settings import ModelSettings
+from fashionrag.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a loaded model is; the identity part (name, pretrained, dimension, seed) is what a
+    collection records so that vectors from different models never meet."""
+
+    model_name: str
+    pretrained: str
+    dimension: int
+    device: str
+    precision: str
+    context_length: int
+    image_size: int
+    seed: int
+
+
+class EmbeddingModel(Protocol):
+    """What the engine needs of a model. Vectors are float32 and L2-normalised."""
+
+    description: ModelDescription
+
+    def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        """Embed texts; return the (N, D) vectors and, per text, whether it was truncated."""
+        ...
+
+    def preprocess(self, image: Image.Image) -> Any:
+        """Turn one decoded RGB image into the model's input (runs in the decode workers)."""
+        ...
+
+    def embed_images(self, inputs: list[Any]) -> np.ndarray:
+        """Embed preprocessed images; return their (N, D) vectors."""
+        ...
+
+
+def is_random_weights(pretrained: str) -> bool:
+    """True when `pretrained` asks for seeded random weights instead of trained ones."""
+    return pretrained.strip().lower() in ("", "none", "random")
+
+
+class OpenClipModel:
+    """An OpenCLIP model with its own preprocessing transform and tokenizer."""
+
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, description: ModelDescription):
+        import torch
+
+        self._torch = torch
+        self._model = model
+        self._preprocess = preprocess
+        self._tokenizer = tokenizer
+        self.description = description
+        self._device = torch.device(description.device)
+        self._input_dtype = {
+            "fp32": torch.float32,
+            "fp16": torch.float16,
+            "bf16": torch.bfloat16,
+        }[description.precision]
+
+    @classmethod
+    def load(cls, settings: ModelSettings) -> OpenClipModel:
+        """Load the model that `settings` names.
+
+        Raises:
+            ConfigurationError: the model or its weights cannot be found or downloaded; the
+                message names the offline ways out.
+        """
+        import open_clip
+        import torch
+
+        name = settings.model
+        if name.endswith(".json"):
+            config = Path(name)
+            if not config.is_file():
+                raise ConfigurationError(f"model-config file {name} does not exist")
+            # open_clip registers a config under its file's stem.
+            open_clip.add_model_config(config)
+            name = config.stem
+        device = _resolve_device(settings.device, torch)
+        precision = _resolve_precision(settings.precision, device)
+        random_weights = is_random_weights(settings.pretrained)
+        pretrained: str | None = None if random_weights else settings.pretrained
+        if name.startswith("hf-hub:"):
+            pretrained = None  # the hub repository carries its own weights
+        if random_weights:
+            log.warning(
+                "loading %s with RANDOM weights (seed %d): vectors are deterministic but search "
+                "results are meaningless; pass --pretrained TAG or a checkpoint for real use",
+                name,
+                settings.seed,
+            )
+            torch.manual_seed(settings.seed)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name,
+                pretrained=pretrained,
+                precision=precision,
+                device=device,
+                cache_dir=settings.cache_dir,
+            )
+            tokenizer = open_clip.get_tokenizer(name, cache_dir=settings.cache_dir)
+        except Exception as exc:
+            raise ConfigurationError(_load_failure_message(settings, exc)) from exc
+        model.eval()
+        text_cfg = getattr(tokenizer, "context_length", None) or 77
+        image_size = preprocess.transforms[0].size if hasattr(preprocess, "transforms") else 0
+        if isinstance(image_size, (tuple, list)):
+            image_size = image_size[0]
+        with torch.inference_mode():
+            probe = model.encode_text(tokenizer(["a"]).to(device))
+        description = ModelDescription(
+            model_name=settings.model if not settings.model.endswith(".json") else name,
+            pretrained="none" if random_weights else Path(settings.pretrained).name,
+            dimension=int(probe.shape[-1]),
+            device=str(device),
+            precision=precision,
+            context_length=int(text_cfg),
+            image_size=int(image_size or 0),
+            seed=settings.seed if random_weights else 0,
+        )
+        log.info("model loaded: %s", description)
+        return cls(model, preprocess, tokenizer, description)
+
+    def _normalised(self, features: Any) -> np.ndarray:
+        features = features.float()
+        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        tokens = self._tokenizer(texts).to(self._device)
+        truncated = [self._token_count(t) > self.description.context_length for t in texts]
+        with self._torch.inference_mode():
+            return self._normalised(self._model.encode_text(tokens)), truncated
+
+    def _token_count(self, text: str) -> int:
+        """Tokens of `text` with its start and end markers, before any truncation."""
+        if hasattr(self._tokenizer, "encode"):  # open_clip's SimpleTokenizer
+            clean = getattr(self._tokenizer, "clean_fn", None)
+            return len(self._tokenizer.encode(clean(text) if clean else text)) + 2
+        inner = getattr(self._tokenizer, "tokenizer", None)  # a Hugging Face tokenizer
+        if inner is not None:
+            return len(inner(text)["input_ids"])
+        return 0
+
+    def preprocess(self, image: Image.Image) -> Any:
+        return self._preprocess(image)
+
+    def embed_images(self, inputs: list[Any]) -> np.ndarray:
+        batch = self._torch.stack(inputs).to(self._device, dtype=self._input_dtype)
+        with self._torch.inference_mode():
+            return self._normalised(self._model.encode_image(batch))
+
+
+def _resolve_device(device: str, torch: Any) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(f"--device {device} asked for, but no CUDA device is visible")
+    return device
+
+
+def _resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigurationError("--precision fp16 needs a CUDA device; on a CPU use fp32 or bf16")
+    return precision
+
+
+def _load_failure_message(settings: ModelSettings, exc: Exception) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    local_file = Path(settings.pretrained).is_file()
+    base = f"cannot load model {settings.model!r} with pretrained {settings.pretrained!r}: {exc}"
+    if is_random_weights(settings.pretrained) or local_file:
+        return base
+    return (
+        f"{base}\nThe weights come from the Hugging Face hub, which could not be reached"
+        f"{' (HF_HUB_OFFLINE=1)' if offline else ''}. Offline, pass a local checkpoint file "
+        "(--pretrained /path/to/open_clip_model.safetensors), or --pretrained none for seeded "
+        "random weights (tests and benchmarks only), e.g. --model configs/tiny-clip.json "
+        "--pretrained none."
+    )

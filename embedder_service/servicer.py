@@ -1,0 +1,79 @@
+"""The Embedder gRPC servicer: protobuf in, the engine's plain Python, protobuf out."""
+
+from __future__ import annotations
+
+import grpc
+
+from embedder_service.engine import EmbedEngine, ImageOutcome
+from embedder_service.model import ModelDescription
+from fashionrag.errors import map_errors
+from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+
+
+def model_info_message(desc: ModelDescription, max_batch_items: int) -> embedder_pb2.ModelInfo:
+    """The ModelInfo message of a loaded model."""
+    return embedder_pb2.ModelInfo(
+        model_name=desc.model_name,
+        pretrained=desc.pretrained,
+        dimension=desc.dimension,
+        device=desc.device,
+        precision=desc.precision,
+        context_length=desc.context_length,
+        image_size=desc.image_size,
+        seed=desc.seed,
+        max_batch_items=max_batch_items,
+    )
+
+
+def _image_result(outcome: ImageOutcome) -> embedder_pb2.ImageResult:
+    if outcome.vector is not None:
+        return embedder_pb2.ImageResult(
+            id=outcome.id,
+            embedding=embedder_pb2.Embedding(values=outcome.vector.tolist()),
+            width=outcome.width,
+            height=outcome.height,
+        )
+    assert outcome.error is not None
+    return embedder_pb2.ImageResult(
+        id=outcome.id,
+        error=embedder_pb2.ItemError(
+            code=outcome.error.grpc_code.value[0], message=str(outcome.error)
+        ),
+    )
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
+    """Thin: every rule lives in the engine."""
+
+    def __init__(self, engine: EmbedEngine) -> None:
+        self.engine = engine
+
+    @map_errors
+    async def EmbedTexts(
+        self, request: embedder_pb2.EmbedTextsRequest, context: grpc.aio.ServicerContext
+    ) -> embedder_pb2.EmbedTextsResponse:
+        results = await self.engine.embed_texts(list(request.texts))
+        return embedder_pb2.EmbedTextsResponse(
+            results=[
+                embedder_pb2.TextResult(
+                    embedding=embedder_pb2.Embedding(values=r.vector.tolist()),
+                    truncated=r.truncated,
+                )
+                for r in results
+            ]
+        )
+
+    @map_errors
+    async def EmbedImages(
+        self, request: embedder_pb2.EmbedImagesRequest, context: grpc.aio.ServicerContext
+    ) -> embedder_pb2.EmbedImagesResponse:
+        outcomes = await self.engine.embed_images([(im.id, im.data) for im in request.images])
+        return embedder_pb2.EmbedImagesResponse(results=[_image_result(o) for o in outcomes])
+
+    @map_errors
+    async def GetModelInfo(
+        self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> embedder_pb2.ModelInfo:
+        return model_info_message(
+            self.engine.model.description, self.engine.settings.max_batch_items
+        )

@@ -1,0 +1,58 @@
+"""Typed settings of the embedder service (flags, or FASHIONRAG_* environment variables)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = str  # "auto", "cpu", "cuda", "cuda:1"...
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class ModelSettings(BaseSettings):
+    """Which model to load and how; shared by the server and the benchmarks."""
+
+    model_config = SettingsConfigDict(env_prefix="FASHIONRAG_", cli_kebab_case=True)
+
+    model: str = Field(
+        "ViT-B-32",
+        description="an OpenCLIP model name, hf-hub:<org>/<repo>, or a model-config .json path",
+    )
+    pretrained: str = Field(
+        "laion2b_s34b_b79k",
+        description="a pretrained tag, a local checkpoint file, or 'none' (seeded random weights)",
+    )
+    device: Device = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda[:N]")
+    precision: Precision = Field(
+        "auto", description="auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16"
+    )
+    seed: int = Field(0, description="seed of the random weights when --pretrained none")
+    cache_dir: str | None = Field(None, description="where downloaded weights are kept")
+
+
+class EmbedderSettings(ModelSettings):
+    """Settings of `python -m embedder_service`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FASHIONRAG_", cli_kebab_case=True, cli_prog_name="python -m embedder_service"
+    )
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
+    max_batch_items: int = Field(
+        256, ge=1, description="most texts or images one request may carry"
+    )
+    max_text_chars: int = Field(
+        10_000, ge=1, description="longest text accepted, in characters (tokens past the "
+        "model's context are cut anyway)"
+    )
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="largest decoded image accepted (decompression-bomb guard)"
+    )
+    decode_workers: int = Field(
+        0, ge=0, description="threads that decode and preprocess images (0: one per core)"
+    )
+    grace_seconds: float = Field(10.0, ge=0, description="drain time for calls in flight on SIGTERM")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")

@@ -1,0 +1,97 @@
+"""The one lifecycle of every fashionrag gRPC server.
+
+Health (`grpc.health.v1`) reports NOT_SERVING until the service is ready (the model loaded, the
+backends reachable), server reflection is on, and SIGTERM or SIGINT turns health back to
+NOT_SERVING and stops the server with a grace period so that calls in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+# Images travel as encoded bytes in one message: allow batches of full-size photos, and say so
+# explicitly on both sides instead of relying on gRPC's 4 MiB default.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+class GrpcService:
+    """A gRPC server with health, reflection and graceful shutdown around some servicers.
+
+    Args:
+        name: the service's name for logs.
+        address: host:port to listen on (port 0 picks a free one).
+        register: adds the servicers to the server.
+        service_names: full names of the registered services, for health and reflection.
+        grace_seconds: how long calls in flight may run on after a stop is asked.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        register: Callable[[grpc.aio.Server], None],
+        service_names: Sequence[str],
+        grace_seconds: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.grace_seconds = grace_seconds
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        register(self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self.service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"{name}: cannot listen on {address}")
+        self._stopping = asyncio.Event()
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for service in ["", *self.service_names]:
+            await self.health.set(service, status)
+
+    def request_stop(self) -> None:
+        """Ask the server to drain and stop (what SIGTERM does)."""
+        self._stopping.set()
+
+    async def run(self, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start, run `ready` (e.g. load the model) while NOT_SERVING, serve until a stop.
+
+        Args:
+            ready: awaited after the port is open and before health turns SERVING.
+        """
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        log.info("%s listening on port %d (NOT_SERVING until ready)", self.name, self.port)
+        try:
+            if ready is not None:
+                await ready()
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("%s ready: SERVING", self.name)
+            await self._stopping.wait()
+        finally:
+            log.info("%s stopping: NOT_SERVING, draining for up to %.0fs", self.name, self.grace_seconds)
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(self.grace_seconds)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            log.info("%s stopped", self.name)

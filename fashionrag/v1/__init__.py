@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of protos/fashionrag/v1 (`make protos` writes them; they are not in git)."""

@@ -1,0 +1,37 @@
+"""`python -m query_service serve|search`: run the query service, or search with it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+USAGE = """usage: python -m query_service {serve,search} ...
+
+  serve   run the Query gRPC service     (python -m query_service serve --help)
+  search  search by text or by image     (python -m query_service search --help)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in ("serve", "search"):
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "search":
+        from query_service.cli import main as search_main
+
+        return search_main(argv[1:])
+    from pydantic_settings import CliApp
+
+    from fashionrag.logs import setup_logging
+    from query_service.server import serve
+    from query_service.settings import QuerySettings
+
+    settings = CliApp.run(QuerySettings, cli_args=argv[1:])
+    setup_logging(settings.log_level)
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Wires the query service together: settings → clients → core → servicer → gRPC lifecycle."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from embedder_service.client import EmbedderClient
+from fashionrag.grpc_server import GrpcService
+from fashionrag.v1 import query_pb2, query_pb2_grpc
+from query_service.search import SearchCore
+from query_service.servicer import QueryServicer
+from query_service.settings import QuerySettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
+
+
+async def serve(settings: QuerySettings) -> None:
+    """Serve Search until SIGTERM."""
+    embedder = EmbedderClient(settings.embedder, timeout=settings.embed_timeout)
+    core = SearchCore(embedder, settings.chroma, settings.collection)
+
+    def register(server: grpc.aio.Server) -> None:
+        query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(core), server)
+
+    service = GrpcService(
+        "query",
+        f"{settings.host}:{settings.port}",
+        register,
+        [SERVICE_NAME],
+        grace_seconds=settings.grace_seconds,
+    )
+    try:
+        # Ready at once: the embedder and ChromaDB are reached per call, and a call made while
+        # one is down says which (UNAVAILABLE) instead of the service refusing to start.
+        await service.run()
+    finally:
+        embedder.close()

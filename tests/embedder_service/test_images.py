@@ -1,0 +1,48 @@
+"""Decoding untrusted image bytes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from embedder_service.images import decode_image
+from fashionrag.errors import InvalidArgument
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_common_formats_decode_to_rgb(fmt: str) -> None:
+    image = decode_image(encode(Image.new("RGB", (30, 20), "red"), fmt), 10**6)
+    assert image.mode == "RGB"
+    assert image.size == (30, 20)
+
+
+def test_grayscale_and_alpha_become_rgb() -> None:
+    assert decode_image(encode(Image.new("L", (8, 8)), "PNG"), 10**6).mode == "RGB"
+    assert decode_image(encode(Image.new("RGBA", (8, 8)), "PNG"), 10**6).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"hello, not an image", "cannot identify"),
+        (encode(Image.new("RGB", (64, 64), "blue"), "JPEG")[:200], "cannot decode"),
+    ],
+)
+def test_bad_bytes_are_refused_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidArgument, match=reason):
+        decode_image(data, 10**6)
+
+
+def test_oversized_image_is_refused_before_decoding() -> None:
+    data = encode(Image.new("RGB", (400, 300)), "PNG")
+    with pytest.raises(InvalidArgument, match="400x300 = 120000 pixels; at most 100000"):
+        decode_image(data, 100_000)

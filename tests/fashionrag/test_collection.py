@@ -1,0 +1,82 @@
+"""The collection contract: ids, metadata, category filters, model identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from fashionrag import collection
+from fashionrag.errors import InvalidArgument, ModelMismatch
+from fashionrag.fashionpedia import CATEGORIES
+
+
+@dataclass
+class Model:
+    model_name: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    dimension: int = 512
+    seed: int = 0
+
+
+def test_fashionpedia_has_46_distinct_categories() -> None:
+    assert len(CATEGORIES) == 46
+    assert len(set(CATEGORIES)) == 46
+
+
+def test_record_id_is_deterministic_and_split_scoped() -> None:
+    assert collection.record_id("train", 12) == collection.record_id("train", 12)
+    assert collection.record_id("train", 12) != collection.record_id("val", 12)
+
+
+def test_record_metadata_round_trips() -> None:
+    record = collection.ImageRecord("train-3", 3, "train", "/x/3.jpg", 40, 50,
+                                    ("shirt, blouse", "dress"))
+    assert collection.ImageRecord.from_metadata("train-3", record.metadata()) == record
+
+
+def test_record_without_categories_omits_the_key() -> None:
+    record = collection.ImageRecord("train-3", 3, "train", "/x/3.jpg", 40, 50, ())
+    assert collection.KEY_CATEGORIES not in record.metadata()
+    assert collection.ImageRecord.from_metadata("train-3", record.metadata()).categories == ()
+
+
+def test_unknown_category_is_refused_with_the_valid_names() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        collection.validate_categories(["dress", "spaceship"])
+    assert "spaceship" in str(info.value)
+    assert "shirt, blouse" in str(info.value)
+
+
+def test_category_filter_is_any_of() -> None:
+    assert collection.category_filter([]) is None
+    assert collection.category_filter(["dress"]) == {"categories": {"$contains": "dress"}}
+    both = collection.category_filter(["dress", "coat"])
+    assert both == {"$or": [{"categories": {"$contains": "dress"}},
+                            {"categories": {"$contains": "coat"}}]}
+
+
+def test_same_model_passes_the_check() -> None:
+    collection.check_model("c", collection.model_metadata(Model()), Model())
+
+
+@pytest.mark.parametrize(
+    "other",
+    [Model(model_name="ViT-L-14"), Model(pretrained="openai"), Model(dimension=768),
+     Model(pretrained="none", seed=1)],
+)
+def test_another_model_is_refused_naming_both(other: Model) -> None:
+    with pytest.raises(ModelMismatch) as info:
+        collection.check_model("c", collection.model_metadata(Model()), other)
+    assert "ViT-B-32" in str(info.value)
+    assert other.model_name in str(info.value)
+
+
+def test_collection_without_model_record_is_refused() -> None:
+    with pytest.raises(ModelMismatch, match="no model at all"):
+        collection.check_model("c", {}, Model())
+
+
+def test_bad_chroma_url_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="not a URL"):
+        collection.connect("ftp://somewhere")
