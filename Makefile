@@ -15,7 +15,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos test lint typecheck unit demo sample-data clean
+.PHONY: setup protos test lint typecheck unit demo demo-stop sample-data clean
 
 setup: $(STAMP) protos
 
@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests
+	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests scripts
 
 test: lint typecheck
 	$(PY) -m pytest
@@ -50,6 +50,9 @@ sample-data: setup
 demo: setup
 	$(PY) scripts/demo.py --dataset "$(DATASET)" --model "$(MODEL)" \
 		--pretrained "$(PRETRAINED)" --limit $(LIMIT) --query "$(QUERY)"
+
+demo-stop: setup
+	$(PY) scripts/demo.py --stop
 
 clean:
 	rm -rf .demo chroma_data images_data .pytest_cache .mypy_cache .ruff_cache

@@ -184,9 +184,7 @@ class EmbedderClient:
                 embedder_pb2.EmbedTextsRequest(texts=list(texts[start : start + limit])),
                 timeout=self.timeout,
             )
-            parts.append(
-                np.array([r.embedding.values for r in response.results], dtype=np.float32)
-            )
+            parts.append(np.array([r.embedding.values for r in response.results], dtype=np.float32))
         return np.concatenate(parts)
 
     def embed_text(self, text: str) -> np.ndarray:

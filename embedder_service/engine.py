@@ -68,8 +68,9 @@ class EmbedEngine:
 
     def _check_count(self, what: str, n: int) -> None:
         if n == 0:
-            raise InvalidArgument(f"no {what} given; send between 1 and "
-                                  f"{self.settings.max_batch_items}")
+            raise InvalidArgument(
+                f"no {what} given; send between 1 and {self.settings.max_batch_items}"
+            )
         if n > self.settings.max_batch_items:
             raise InvalidArgument(
                 f"{n} {what} in one request; at most {self.settings.max_batch_items} are "
@@ -134,6 +135,7 @@ class EmbedEngine:
                 outcomes.append(ImageOutcome(item_id, error=result))
             else:
                 log.error("image %r failed unexpectedly", item_id, exc_info=result)
-                outcomes.append(ImageOutcome(item_id, error=InvalidArgument(
-                    f"cannot process image: {result}")))
+                outcomes.append(
+                    ImageOutcome(item_id, error=InvalidArgument(f"cannot process image: {result}"))
+                )
         return outcomes

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from fashionrag.settings import settings_config
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1"...
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -14,7 +16,7 @@ Precision = Literal["auto", "fp32", "fp16", "bf16"]
 class ModelSettings(BaseSettings):
     """Which model to load and how; shared by the server and the benchmarks."""
 
-    model_config = SettingsConfigDict(env_prefix="FASHIONRAG_", cli_kebab_case=True)
+    model_config = settings_config("python -m embedder_service")
 
     model: str = Field(
         "ViT-B-32",
@@ -35,9 +37,7 @@ class ModelSettings(BaseSettings):
 class EmbedderSettings(ModelSettings):
     """Settings of `python -m embedder_service`."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FASHIONRAG_", cli_kebab_case=True, cli_prog_name="python -m embedder_service"
-    )
+    model_config = settings_config("python -m embedder_service")
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
@@ -45,8 +45,10 @@ class EmbedderSettings(ModelSettings):
         256, ge=1, description="most texts or images one request may carry"
     )
     max_text_chars: int = Field(
-        10_000, ge=1, description="longest text accepted, in characters (tokens past the "
-        "model's context are cut anyway)"
+        10_000,
+        ge=1,
+        description="longest text accepted, in characters (tokens past the "
+        "model's context are cut anyway)",
     )
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="largest decoded image accepted (decompression-bomb guard)"
@@ -54,5 +56,7 @@ class EmbedderSettings(ModelSettings):
     decode_workers: int = Field(
         0, ge=0, description="threads that decode and preprocess images (0: one per core)"
     )
-    grace_seconds: float = Field(10.0, ge=0, description="drain time for calls in flight on SIGTERM")
+    grace_seconds: float = Field(
+        10.0, ge=0, description="drain time for calls in flight on SIGTERM"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")

@@ -1,4 +1,5 @@
-"""The ChromaDB collection: the contract between the indexer (writer) and the query service (reader).
+"""The ChromaDB collection: the contract between the indexer (writer) and the query service
+(reader).
 
 Written down once here: the collection's name, each record's id, the metadata keys, the distance
 space, and the identity of the model that made the vectors, which the collection records so that
@@ -38,10 +39,14 @@ SCHEMA_VERSION = 1
 class ModelIdentity(Protocol):
     """What identifies an embedding space (the embedder client's ModelInfo has it)."""
 
-    model_name: str
-    pretrained: str
-    dimension: int
-    seed: int
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def pretrained(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
 
 
 def record_id(split: str, image_id: int) -> str:
@@ -133,8 +138,9 @@ def describe_model(meta: Mapping[str, Any]) -> str:
     return text + ")"
 
 
-def check_model(collection_name: str, collection_meta: Mapping[str, Any] | None,
-                model: ModelIdentity) -> None:
+def check_model(
+    collection_name: str, collection_meta: Mapping[str, Any] | None, model: ModelIdentity
+) -> None:
     """Refuse a model whose vectors would not be comparable with the collection's.
 
     Raises:
@@ -172,8 +178,9 @@ def connect(url: str) -> Any:
     )
 
 
-def open_collection(client: Any, name: str, model: ModelIdentity, *, create: bool,
-                    recreate: bool = False) -> Any:
+def open_collection(
+    client: Any, name: str, model: ModelIdentity, *, create: bool, recreate: bool = False
+) -> Any:
     """Open the collection for `model`, creating it (cosine space, model recorded) if asked.
 
     Args:
@@ -189,12 +196,10 @@ def open_collection(client: Any, name: str, model: ModelIdentity, *, create: boo
         Unavailable: ChromaDB cannot be reached.
     """
     try:
-        if recreate:
-            try:
-                client.delete_collection(name)
-            except Exception:  # noqa: S110 - absent is what we want
-                pass
         existing = {c.name if hasattr(c, "name") else c for c in client.list_collections()}
+        if recreate and name in existing:
+            client.delete_collection(name)
+            existing.discard(name)
         if name not in existing:
             if not create:
                 raise NotFound(f"collection {name!r} does not exist; index some images first")

@@ -52,7 +52,7 @@ class GrpcService:
         self.service_names = list(service_names)
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
         register(self.server)
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*self.service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
@@ -62,7 +62,9 @@ class GrpcService:
             raise OSError(f"{name}: cannot listen on {address}")
         self._stopping = asyncio.Event()
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set_health(
+        self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
+    ) -> None:
         for service in ["", *self.service_names]:
             await self.health.set(service, status)
 
@@ -89,7 +91,9 @@ class GrpcService:
             log.info("%s ready: SERVING", self.name)
             await self._stopping.wait()
         finally:
-            log.info("%s stopping: NOT_SERVING, draining for up to %.0fs", self.name, self.grace_seconds)
+            log.info(
+                "%s stopping: NOT_SERVING, draining for up to %.0fs", self.name, self.grace_seconds
+            )
             await self.health.enter_graceful_shutdown()
             await self.server.stop(self.grace_seconds)
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,1 +1,1 @@
-"""The indexer job: streams Fashionpedia's images to the embedder and writes the vectors to ChromaDB."""
+"""The indexer job: streams Fashionpedia's images to the embedder, writes vectors to ChromaDB."""

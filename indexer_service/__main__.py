@@ -1,4 +1,4 @@
-"""`python -m indexer_service`: index a Fashionpedia split; the last stdout line is a JSON summary."""
+"""`python -m indexer_service`: index a Fashionpedia split; stdout's last line: a JSON summary."""
 
 from __future__ import annotations
 
@@ -27,15 +27,27 @@ def run(settings: IndexerSettings) -> dict:
     with EmbedderClient(settings.embedder) as embedder:
         embedder.wait_until_ready(settings.embedder_wait)
         model = embedder.model_info()
-        log.info("embedder %s: %s/%s, %d-d on %s", settings.embedder, model.model_name,
-                 model.pretrained, model.dimension, model.device)
-        collection = open_collection(connect(settings.chroma), settings.collection, model,
-                                     create=True, recreate=settings.recreate)
+        log.info(
+            "embedder %s: %s/%s, %d-d on %s",
+            settings.embedder,
+            model.model_name,
+            model.pretrained,
+            model.dimension,
+            model.device,
+        )
+        collection = open_collection(
+            connect(settings.chroma),
+            settings.collection,
+            model,
+            create=True,
+            recreate=settings.recreate,
+        )
         total = None
         if settings.limit:
             total = len(range(shard.number, settings.limit, shard.count))
-        indexer = Indexer(embedder, collection, settings.split, Path(settings.images_dir),
-                          settings.batch_size)
+        indexer = Indexer(
+            embedder, collection, settings.split, Path(settings.images_dir), settings.batch_size
+        )
         rows = iter_rows(ds, offset=settings.offset, limit=settings.limit, shard=shard)
         summary = indexer.run(rows, total=total)
     return summary.as_dict()

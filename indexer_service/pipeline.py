@@ -26,8 +26,14 @@ from indexer_service.dataset import DatasetRow
 
 log = logging.getLogger(__name__)
 
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-               "TIFF": ".tif"}
+_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
 
 
 @dataclass
@@ -86,8 +92,14 @@ class Indexer:
         batch_size: images per embed request and per upsert.
     """
 
-    def __init__(self, embedder: EmbedderClient, collection: Any, split: str, images_dir: Path,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        embedder: EmbedderClient,
+        collection: Any,
+        split: str,
+        images_dir: Path,
+        batch_size: int = 32,
+    ) -> None:
         self.embedder = embedder
         self.collection = collection
         self.split = split
@@ -99,20 +111,35 @@ class Indexer:
         summary = Summary(collection=self.collection.name, split=self.split)
         started = time.monotonic()
         last_log = started
-        bar = tqdm(total=total, unit="img", desc=f"indexing {self.split}", file=sys.stderr,
-                   disable=None, dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            unit="img",
+            desc=f"indexing {self.split}",
+            file=sys.stderr,
+            disable=None,
+            dynamic_ncols=True,
+        )
         with bar:
             for batch in _batches(rows, self.batch_size):
                 self._index_batch(batch, summary)
                 bar.update(len(batch))
-                bar.set_postfix(indexed=summary.indexed, skipped=summary.skipped,
-                                failed=summary.failed, refresh=False)
+                bar.set_postfix(
+                    indexed=summary.indexed,
+                    skipped=summary.skipped,
+                    failed=summary.failed,
+                    refresh=False,
+                )
                 now = time.monotonic()
                 if bar.disable and now - last_log >= 10:  # no terminal: log lines instead
                     done = summary.indexed + summary.skipped + summary.failed
-                    log.info("progress: %d rows (%d indexed, %d skipped, %d failed), %.1f img/s",
-                             done, summary.indexed, summary.skipped, summary.failed,
-                             summary.indexed / max(now - started, 1e-9))
+                    log.info(
+                        "progress: %d rows (%d indexed, %d skipped, %d failed), %.1f img/s",
+                        done,
+                        summary.indexed,
+                        summary.skipped,
+                        summary.failed,
+                        summary.indexed / max(now - started, 1e-9),
+                    )
                     last_log = now
         summary.seconds = round(time.monotonic() - started, 3)
         summary.images_per_second = round(summary.indexed / max(summary.seconds, 1e-9), 2)
@@ -136,11 +163,17 @@ class Indexer:
                 summary.failures.append({"id": rid, "reason": str(outcome.error)})
                 continue
             path = save_original(self.images_dir, self.split, row)
-            records.append(ImageRecord(
-                id=rid, image_id=row.image_id, split=self.split, path=str(path),
-                width=row.width or outcome.width, height=row.height or outcome.height,
-                categories=row.categories,
-            ))
+            records.append(
+                ImageRecord(
+                    id=rid,
+                    image_id=row.image_id,
+                    split=self.split,
+                    path=str(path),
+                    width=row.width or outcome.width,
+                    height=row.height or outcome.height,
+                    categories=row.categories,
+                )
+            )
             vectors.append(outcome.vector.tolist())
         if records:
             self.collection.upsert(

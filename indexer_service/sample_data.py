@@ -74,8 +74,11 @@ def generate(
     records = []
     for i in range(rows):
         width, height = rng.randint(48, 160), rng.randint(48, 160)
-        data = CORRUPT_BYTES if i in corrupt else _image(rng, width, height,
-                                                        "PNG" if i % 7 == 3 else "JPEG")
+        data = (
+            CORRUPT_BYTES
+            if i in corrupt
+            else _image(rng, width, height, "PNG" if i % 7 == 3 else "JPEG")
+        )
         n_objects = rng.randint(0, 4)
         objects: dict[str, list] = {"bbox_id": [], "category": [], "bbox": [], "area": []}
         for j in range(n_objects):
@@ -117,8 +120,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args()
     for k, split in enumerate(args.splits):
-        generate(args.out_dir, split, args.rows, seed=args.seed,
-                 first_image_id=1 + k * 1_000_000)
+        generate(args.out_dir, split, args.rows, seed=args.seed, first_image_id=1 + k * 1_000_000)
     print(f"wrote {args.rows} images per split {args.splits} under {args.out_dir}/data")
 
 

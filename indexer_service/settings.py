@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from fashionrag.collection import DEFAULT_COLLECTION
 from fashionrag.fashionpedia import HUB_DATASET
+from fashionrag.settings import settings_config
 
 
 class IndexerSettings(BaseSettings):
     """Settings of `python -m indexer_service`."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FASHIONRAG_", cli_kebab_case=True, cli_prog_name="python -m indexer_service"
-    )
+    model_config = settings_config("python -m indexer_service")
 
     embedder: str = Field(
         "127.0.0.1:50051", description="embedder address, host:port or dns:///name:port"
     )
     chroma: str = Field("http://127.0.0.1:8000", description="ChromaDB server URL")
     collection: str = Field(DEFAULT_COLLECTION, description="ChromaDB collection to write")
-    dataset: str = Field(HUB_DATASET, description="a Hugging Face hub id or a local directory "
-                         "with the same layout (data/<split>-*.parquet)")
+    dataset: str = Field(
+        HUB_DATASET,
+        description="a Hugging Face hub id or a local directory "
+        "with the same layout (data/<split>-*.parquet)",
+    )
     split: str = Field("train", description="the split to index: train or val")
     limit: int = Field(1000, ge=0, description="index at most this many rows (0: the whole split)")
     offset: int = Field(0, ge=0, description="skip this many rows first")

@@ -1,1 +1,1 @@
-"""The query service: text or image in, the nearest indexed Fashionpedia photos out (gRPC Search)."""
+"""The query service: a text or an image in, the nearest indexed Fashionpedia photos out."""

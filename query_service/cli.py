@@ -27,18 +27,39 @@ def build_parser() -> argparse.ArgumentParser:
         "also come from FASHIONRAG_<FLAG> (e.g. FASHIONRAG_ADDRESS); flags win.",
     )
     parser.add_argument("query", nargs="?", help='the text to look for, e.g. "red tops"')
-    parser.add_argument("-k", "--top-k", type=int, default=int(_env("k", "5")),
-                        help="how many results, 1 to 100 (default 5)")
-    parser.add_argument("--category", action="append", default=None,
-                        help='keep only images with this category (repeatable), e.g. "dress"')
-    parser.add_argument("--image", type=Path, default=None,
-                        help="search by this image file instead of a text")
-    parser.add_argument("--json", action="store_true", default=_env("json", "") == "1",
-                        help="print one JSON object instead of a table")
-    parser.add_argument("--address", default=_env("address", "127.0.0.1:50052"),
-                        help="the query service, host:port (default 127.0.0.1:50052)")
-    parser.add_argument("--timeout", type=float, default=float(_env("timeout", "30")),
-                        help="seconds to wait for the answer (default 30)")
+    parser.add_argument(
+        "-k",
+        "--top-k",
+        type=int,
+        default=int(_env("k", "5")),
+        help="how many results, 1 to 100 (default 5)",
+    )
+    parser.add_argument(
+        "--category",
+        action="append",
+        default=None,
+        help='keep only images with this category (repeatable), e.g. "dress"',
+    )
+    parser.add_argument(
+        "--image", type=Path, default=None, help="search by this image file instead of a text"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=_env("json", "") == "1",
+        help="print one JSON object instead of a table",
+    )
+    parser.add_argument(
+        "--address",
+        default=_env("address", "127.0.0.1:50052"),
+        help="the query service, host:port (default 127.0.0.1:50052)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=float(_env("timeout", "30")),
+        help="seconds to wait for the answer (default 30)",
+    )
     return parser
 
 
@@ -77,8 +98,10 @@ def format_table(payload: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines.append(f"{'rank':>4}  {'distance':>8}  {'path':<50}  categories")
     for r in payload["results"]:
-        lines.append(f"{r['rank']:>4}  {r['distance']:>8.4f}  {r['path']:<50}  "
-                     f"{' | '.join(r['categories']) or '-'}")
+        lines.append(
+            f"{r['rank']:>4}  {r['distance']:>8.4f}  {r['path']:<50}  "
+            f"{' | '.join(r['categories']) or '-'}"
+        )
     return "\n".join(lines)
 
 

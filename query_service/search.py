@@ -142,7 +142,9 @@ class SearchCore:
         except Exception as exc:
             self._forget_collection()
             if _unreachable(exc):
-                raise Unavailable(f"ChromaDB at {self.chroma_url} cannot be reached: {exc}") from exc
+                raise Unavailable(
+                    f"ChromaDB at {self.chroma_url} cannot be reached: {exc}"
+                ) from exc
             raise
         ids, metas, distances = result["ids"][0], result["metadatas"][0], result["distances"][0]
         hits = [

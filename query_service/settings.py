@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from fashionrag.collection import DEFAULT_COLLECTION
+from fashionrag.settings import settings_config
 
 
 class QuerySettings(BaseSettings):
     """Settings of `python -m query_service serve`."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="FASHIONRAG_", cli_kebab_case=True,
-        cli_prog_name="python -m query_service serve",
-    )
+    model_config = settings_config("python -m query_service serve")
 
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
     port: int = Field(50052, ge=0, le=65535, description="gRPC port")

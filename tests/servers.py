@@ -39,8 +39,14 @@ def child_env(**extra: str) -> dict[str, str]:
 class Server:
     """A child process serving on `port`; `stop()` sends SIGTERM and waits."""
 
-    def __init__(self, name: str, args: Sequence[str], port: int, log_path: Path,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.args = list(args)
         self.port = port
@@ -51,8 +57,9 @@ class Server:
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                        env=self.env, cwd=ROOT)
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
+        )
         return self
 
     def log(self) -> str:
@@ -83,7 +90,9 @@ def wait_grpc_serving(server: Server, service: str = "", timeout: float = 120.0)
         while time.monotonic() < deadline:
             server.check_alive()
             try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1).status
+                status = stub.Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=1
+                ).status
                 if status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -109,32 +118,85 @@ def wait_http(server: Server, path: str, timeout: float = 60.0) -> None:
 def start_chroma(data_dir: Path, log_path: Path, port: int | None = None) -> Server:
     """`chroma run` on a free loopback port, data under `data_dir`, ready to use."""
     port = port or free_port()
-    server = Server("chroma", [str(VENV_BIN / "chroma"), "run", "--path", str(data_dir),
-                               "--host", "127.0.0.1", "--port", str(port)], port, log_path)
+    server = Server(
+        "chroma",
+        [
+            str(VENV_BIN / "chroma"),
+            "run",
+            "--path",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        port,
+        log_path,
+    )
     server.start()
     wait_http(server, "/api/v2/heartbeat")
     return server
 
 
-def start_embedder(log_path: Path, *extra: str, port: int | None = None,
-                   model: Path = TINY_MODEL, seed: int = 0) -> Server:
+def start_embedder(
+    log_path: Path, *extra: str, port: int | None = None, model: Path = TINY_MODEL, seed: int = 0
+) -> Server:
     """The embedder with the tiny model-config and seeded random weights, SERVING."""
     port = port or free_port()
-    server = Server("embedder", [sys.executable, "-m", "embedder_service", "--port", str(port),
-                                 "--model", str(model), "--pretrained", "none",
-                                 "--seed", str(seed), *extra], port, log_path)
+    server = Server(
+        "embedder",
+        [
+            sys.executable,
+            "-m",
+            "embedder_service",
+            "--port",
+            str(port),
+            "--model",
+            str(model),
+            "--pretrained",
+            "none",
+            "--seed",
+            str(seed),
+            *extra,
+        ],
+        port,
+        log_path,
+    )
     server.start()
     wait_grpc_serving(server)
     return server
 
 
-def start_query(log_path: Path, embedder: str, chroma_url: str, collection: str,
-                *extra: str, port: int | None = None) -> Server:
+def start_query(
+    log_path: Path,
+    embedder: str,
+    chroma_url: str,
+    collection: str,
+    *extra: str,
+    port: int | None = None,
+) -> Server:
     """The query service, SERVING."""
     port = port or free_port()
-    server = Server("query", [sys.executable, "-m", "query_service", "serve", "--port", str(port),
-                              "--embedder", embedder, "--chroma", chroma_url,
-                              "--collection", collection, *extra], port, log_path)
+    server = Server(
+        "query",
+        [
+            sys.executable,
+            "-m",
+            "query_service",
+            "serve",
+            "--port",
+            str(port),
+            "--embedder",
+            embedder,
+            "--chroma",
+            chroma_url,
+            "--collection",
+            collection,
+            *extra,
+        ],
+        port,
+        log_path,
+    )
     server.start()
     wait_grpc_serving(server)
     return server
@@ -142,5 +204,11 @@ def start_query(log_path: Path, embedder: str, chroma_url: str, collection: str,
 
 def run_indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `python -m indexer_service` to the end; stdout's last line is its JSON summary."""
-    return subprocess.run([sys.executable, "-m", "indexer_service", *args], capture_output=True,
-                          text=True, timeout=timeout, env=child_env(), cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "indexer_service", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(),
+        cwd=ROOT,
+    )

@@ -30,8 +30,9 @@ def test_record_id_is_deterministic_and_split_scoped() -> None:
 
 
 def test_record_metadata_round_trips() -> None:
-    record = collection.ImageRecord("train-3", 3, "train", "/x/3.jpg", 40, 50,
-                                    ("shirt, blouse", "dress"))
+    record = collection.ImageRecord(
+        "train-3", 3, "train", "/x/3.jpg", 40, 50, ("shirt, blouse", "dress")
+    )
     assert collection.ImageRecord.from_metadata("train-3", record.metadata()) == record
 
 
@@ -52,8 +53,9 @@ def test_category_filter_is_any_of() -> None:
     assert collection.category_filter([]) is None
     assert collection.category_filter(["dress"]) == {"categories": {"$contains": "dress"}}
     both = collection.category_filter(["dress", "coat"])
-    assert both == {"$or": [{"categories": {"$contains": "dress"}},
-                            {"categories": {"$contains": "coat"}}]}
+    assert both == {
+        "$or": [{"categories": {"$contains": "dress"}}, {"categories": {"$contains": "coat"}}]
+    }
 
 
 def test_same_model_passes_the_check() -> None:
@@ -62,8 +64,12 @@ def test_same_model_passes_the_check() -> None:
 
 @pytest.mark.parametrize(
     "other",
-    [Model(model_name="ViT-L-14"), Model(pretrained="openai"), Model(dimension=768),
-     Model(pretrained="none", seed=1)],
+    [
+        Model(model_name="ViT-L-14"),
+        Model(pretrained="openai"),
+        Model(dimension=768),
+        Model(pretrained="none", seed=1),
+    ],
 )
 def test_another_model_is_refused_naming_both(other: Model) -> None:
     with pytest.raises(ModelMismatch) as info:

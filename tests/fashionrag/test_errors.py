@@ -17,7 +17,7 @@ class Raising(embedder_pb2_grpc.EmbedderServicer):
         self.error = error
 
     @errors.map_errors
-    async def GetModelInfo(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetModelInfo(self, request, context):
         raise self.error
 
 
@@ -46,8 +46,9 @@ def test_error_maps_to_its_status_code(error: BaseException, code: grpc.StatusCo
             async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
                 stub = embedder_pb2_grpc.EmbedderStub(channel)
                 with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=10,
-                                            wait_for_ready=True)
+                    await stub.GetModelInfo(
+                        embedder_pb2.GetModelInfoRequest(), timeout=10, wait_for_ready=True
+                    )
                 return info.value
         finally:
             service.request_stop()
@@ -74,14 +75,14 @@ def test_error_maps_to_its_status_code(error: BaseException, code: grpc.StatusCo
     ],
 )
 def test_client_side_translation_keeps_the_kind(code: grpc.StatusCode, cls: type) -> None:
-    class FakeCall(grpc.RpcError, grpc.Call):  # a fault we cannot cause otherwise
+    class FakeCall(grpc.RpcError, grpc.Call):  # type: ignore[misc]  # a fault we cannot cause
         def code(self) -> grpc.StatusCode:
             return code
 
         def details(self) -> str:
             return "why"
 
-    error = errors.from_rpc_error(FakeCall(), "svc")  # type: ignore[abstract]
+    error = errors.from_rpc_error(FakeCall(), "svc")
     assert type(error) is cls
     assert error.grpc_code == code or cls is errors.FashionragError
     assert "svc" in str(error) and "why" in str(error)

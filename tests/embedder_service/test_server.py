@@ -1,0 +1,171 @@
+"""The embedder over real gRPC: contract, status codes, health, reflection, shutdown."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import open_clip
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
+
+from embedder_service.client import EmbedderClient
+from fashionrag.errors import InvalidArgument
+from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+
+def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.fixture()
+def stub(embedder: servers.Server) -> embedder_pb2_grpc.EmbedderStub:
+    return embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(embedder.address))
+
+
+def test_model_info_describes_the_loaded_model(embedder_client: EmbedderClient) -> None:
+    info = embedder_client.model_info()
+    assert (info.model_name, info.pretrained, info.dimension, info.device) == (
+        "tiny-clip",
+        "none",
+        32,
+        "cpu",
+    )
+    assert info.max_batch_items > 0
+
+
+def test_text_vector_equals_open_clips_own_for_the_same_seed(
+    embedder_client: EmbedderClient,
+) -> None:
+    open_clip.add_model_config(servers.TINY_MODEL)
+    torch.manual_seed(0)
+    clip, _, _ = open_clip.create_model_and_transforms(servers.TINY_MODEL.stem)
+    clip.eval()
+    tokens = open_clip.get_tokenizer(servers.TINY_MODEL.stem)(["red tops"])
+    with torch.inference_mode():
+        expected = torch.nn.functional.normalize(clip.encode_text(tokens), dim=-1)[0].numpy()
+    np.testing.assert_allclose(embedder_client.embed_text("red tops"), expected, atol=1e-5)
+
+
+def test_bad_image_fails_only_its_item(embedder_client: EmbedderClient) -> None:
+    outcomes = embedder_client.embed_images(
+        [("a", jpeg((255, 0, 0))), ("bad", b"not an image"), ("c", jpeg((0, 0, 255)))]
+    )
+    assert [o.id for o in outcomes] == ["a", "bad", "c"]
+    assert outcomes[0].vector is not None and outcomes[2].vector is not None
+    assert outcomes[1].vector is None and "cannot identify" in (outcomes[1].error or "")
+    assert (outcomes[0].width, outcomes[0].height) == (64, 48)
+    assert not np.allclose(outcomes[0].vector, outcomes[2].vector)
+
+
+def test_item_error_carries_invalid_argument_code(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+    response = stub.EmbedImages(
+        embedder_pb2.EmbedImagesRequest(images=[embedder_pb2.ImageInput(id="x", data=b"junk")])
+    )
+    assert response.results[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def test_same_image_same_vector_in_any_batch(embedder_client: EmbedderClient) -> None:
+    image = jpeg((10, 200, 30))
+    alone = embedder_client.embed_images([image])[0].vector
+    batched = embedder_client.embed_images([jpeg((1, 2, 3)), image])[1].vector
+    assert alone is not None and batched is not None
+    np.testing.assert_allclose(alone, batched, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (embedder_pb2.EmbedTextsRequest(), "no texts given"),
+        (embedder_pb2.EmbedTextsRequest(texts=["ok", "  "]), "text 1 is empty"),
+        (embedder_pb2.EmbedTextsRequest(texts=["x"] * 1000), "at most 256"),
+    ],
+)
+def test_bad_text_requests_are_invalid_argument(
+    stub: embedder_pb2_grpc.EmbedderStub, request_: embedder_pb2.EmbedTextsRequest, message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.EmbedTexts(request_)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (info.value.details() or "")
+
+
+def test_empty_image_request_is_invalid_argument(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.EmbedImages(embedder_pb2.EmbedImagesRequest())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_client_splits_batches_over_the_server_limit(embedder_client: EmbedderClient) -> None:
+    texts = [f"item {i}" for i in range(600)]
+    vectors = embedder_client.embed_texts(texts)
+    assert vectors.shape == (600, 32)
+    np.testing.assert_allclose(vectors[599], embedder_client.embed_text("item 599"), atol=1e-5)
+
+
+def test_client_raises_domain_errors(embedder_client: EmbedderClient) -> None:
+    with pytest.raises(InvalidArgument, match="empty"):
+        embedder_client.embed_texts([""])
+
+
+def test_long_text_is_flagged_truncated(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+    response = stub.EmbedTexts(embedder_pb2.EmbedTextsRequest(texts=["dress", "word " * 40]))
+    assert [r.truncated for r in response.results] == [False, True]
+
+
+def test_health_and_reflection(embedder: servers.Server) -> None:
+    channel = grpc.insecure_channel(embedder.address)
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ("", "fashionrag.v1.Embedder"):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = {s.name for r in responses for s in r.list_services_response.service}
+    assert {"fashionrag.v1.Embedder", "grpc.health.v1.Health"} <= names
+
+
+def test_sigterm_stops_cleanly(logs_dir: Path) -> None:
+    server = servers.start_embedder(logs_dir / "embedder-sigterm.log")
+    assert server.stop(signal.SIGTERM) == 0
+    assert "embedder stopped" in server.log()
+
+
+def test_unreachable_weights_fail_with_the_offline_way(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embedder_service",
+            "--port",
+            "0",
+            "--model",
+            "ViT-B-32",
+            "--pretrained",
+            "laion2b_s34b_b79k",
+            "--cache-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=servers.child_env(),
+    )
+    assert result.returncode == 2
+    assert "--pretrained none" in result.stderr
+    assert "local checkpoint" in result.stderr

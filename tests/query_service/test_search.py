@@ -1,0 +1,225 @@
+"""The query service over real gRPC, against a real ChromaDB and a real embedder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fashionrag.collection import connect
+from fashionrag.v1 import query_pb2, query_pb2_grpc
+from indexer_service.dataset import load_split
+from tests import servers
+from tests.conftest import DATASET_ROWS
+
+pytestmark = pytest.mark.integration
+
+COLLECTION = "query-tests"
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    embedder: servers.Server,
+    chroma_url: str,
+    dataset_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    images = tmp_path_factory.mktemp("images")
+    result = servers.run_indexer(
+        "--embedder",
+        embedder.address,
+        "--chroma",
+        chroma_url,
+        "--dataset",
+        str(dataset_dir),
+        "--images-dir",
+        str(images),
+        "--collection",
+        COLLECTION,
+        "--limit",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    return images
+
+
+@pytest.fixture(scope="module")
+def query(
+    indexed: Path, embedder: servers.Server, chroma_url: str, logs_dir: Path
+) -> Iterator[servers.Server]:
+    server = servers.start_query(logs_dir / "query.log", embedder.address, chroma_url, COLLECTION)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def stub(query: servers.Server) -> query_pb2_grpc.QueryStub:
+    return query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+
+
+def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "query_service", "search", "--address", query.address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=servers.child_env(),
+    )
+
+
+def test_indexed_image_finds_itself_first(
+    stub: query_pb2_grpc.QueryStub, dataset_dir: Path
+) -> None:
+    row = next(iter(load_split(str(dataset_dir), "train").skip(7)))
+    response = stub.Search(query_pb2.SearchRequest(image=row["image"]["bytes"], top_k=3))
+    first = response.results[0]
+    assert first.id == f"train-{row['image_id']}"
+    assert first.distance == pytest.approx(0.0, abs=1e-4)
+    assert first.score == pytest.approx(1.0, abs=1e-4)
+    assert response.query == "<image>"
+
+
+def test_text_results_are_ordered_with_existing_files(stub: query_pb2_grpc.QueryStub) -> None:
+    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=10))
+    distances = [r.distance for r in response.results]
+    assert len(distances) == 10
+    assert distances == sorted(distances)
+    assert [r.rank for r in response.results] == list(range(1, 11))
+    for r in response.results:
+        assert Path(r.path).is_absolute() and Path(r.path).is_file()
+        assert r.width > 0 and r.height > 0
+        assert r.score == pytest.approx(1 - r.distance, abs=1e-6)
+
+
+def test_distances_match_the_collection(stub: query_pb2_grpc.QueryStub, chroma_url: str) -> None:
+    response = stub.Search(query_pb2.SearchRequest(text="a long dress", top_k=DATASET_ROWS))
+    assert len(response.results) == DATASET_ROWS - 1  # everything but the corrupt image
+    assert len({r.id for r in response.results}) == len(response.results)
+    assert connect(chroma_url).get_collection(COLLECTION).count() == len(response.results)
+
+
+def test_category_filter_keeps_only_matching_images(
+    stub: query_pb2_grpc.QueryStub, chroma_url: str
+) -> None:
+    metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
+    wanted = metas[0]["categories"][0]
+    expected = sum(1 for m in metas if wanted in (m.get("categories") or []))
+    response = stub.Search(query_pb2.SearchRequest(text="x", top_k=100, categories=[wanted]))
+    assert len(response.results) == expected
+    assert all(wanted in r.categories for r in response.results)
+    assert list(response.applied_categories) == [wanted]
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (query_pb2.SearchRequest(), "exactly one"),
+        (query_pb2.SearchRequest(text="   "), "empty"),
+        (query_pb2.SearchRequest(text="x", top_k=101), "between 1 and 100"),
+        (query_pb2.SearchRequest(text="x", top_k=-1), "between 1 and 100"),
+        (query_pb2.SearchRequest(text="x", categories=["spaceship"]), "shirt, blouse"),
+        (query_pb2.SearchRequest(image=b"not an image"), "cannot identify"),
+    ],
+)
+def test_bad_queries_are_invalid_argument(
+    stub: query_pb2_grpc.QueryStub, request_: query_pb2.SearchRequest, message: str
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Search(request_)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (info.value.details() or "")
+
+
+def test_collection_of_another_model_is_failed_precondition(
+    indexed: Path,
+    chroma_url: str,
+    logs_dir: Path,
+) -> None:
+    other = servers.start_embedder(logs_dir / "embedder-other.log", seed=3)
+    query = servers.start_query(logs_dir / "query-other.log", other.address, chroma_url, COLLECTION)
+    try:
+        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(query_pb2.SearchRequest(text="red tops"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "seed 0" in (info.value.details() or "") and "seed 3" in (info.value.details() or "")
+    finally:
+        query.stop()
+        other.stop()
+
+
+def test_missing_collection_is_not_found(
+    embedder: servers.Server, chroma_url: str, logs_dir: Path
+) -> None:
+    query = servers.start_query(
+        logs_dir / "query-missing.log", embedder.address, chroma_url, "no-such-collection"
+    )
+    try:
+        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(query_pb2.SearchRequest(text="red tops"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        query.stop()
+
+
+def test_embedder_down_is_unavailable(chroma_url: str, logs_dir: Path, indexed: Path) -> None:
+    query = servers.start_query(
+        logs_dir / "query-noembedder.log",
+        f"127.0.0.1:{servers.free_port()}",
+        chroma_url,
+        COLLECTION,
+        "--embed-timeout",
+        "3",
+    )
+    try:
+        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(query_pb2.SearchRequest(text="red tops"), timeout=20)
+        assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert "embedder" in (info.value.details() or "")
+    finally:
+        query.stop()
+
+
+def test_cli_prints_a_table(query: servers.Server) -> None:
+    result = search_cli(query, "red tops", "-k", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "query: red tops"
+    assert lines[1].split()[:3] == ["rank", "distance", "path"]
+    assert len(lines) == 2 + 5
+
+
+def test_cli_json_follows_the_contract(query: servers.Server) -> None:
+    result = search_cli(query, "red tops", "-k", "4", "--json")
+    payload = json.loads(result.stdout)
+    assert payload["query"] == "red tops"
+    results = payload["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4]
+    assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+    assert {"rank", "id", "path", "distance", "categories"} <= set(results[0])
+    assert all(Path(r["path"]).is_file() for r in results)
+
+
+def test_cli_image_query(query: servers.Server, indexed: Path) -> None:
+    some_file = sorted((indexed / "train").iterdir())[0]
+    result = search_cli(query, "--image", str(some_file), "-k", "1", "--json")
+    assert json.loads(result.stdout)["results"][0]["path"] == str(some_file)
+
+
+def test_cli_reports_errors_on_stderr(query: servers.Server) -> None:
+    result = search_cli(query, "red tops", "-k", "500")
+    assert result.returncode == 1
+    assert "INVALID_ARGUMENT" in result.stderr and "between 1 and 100" in result.stderr
+
+
+def test_cli_needs_a_query(query: servers.Server) -> None:
+    result = search_cli(query)
+    assert result.returncode == 2
+    assert "--image" in result.stderr
