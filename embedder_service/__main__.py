@@ -15,7 +15,7 @@ from fashionrag.logs import setup_logging
 
 def main(argv: list[str] | None = None) -> int:
     settings = CliApp.run(EmbedderSettings, cli_args=sys.argv[1:] if argv is None else argv)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except ConfigurationError as exc:

@@ -8,9 +8,12 @@ import logging
 import grpc
 
 from embedder_service.engine import EmbedEngine
+from embedder_service.metrics import EmbedderMetrics
 from embedder_service.model import OpenClipModel
 from embedder_service.servicer import EmbedderServicer
 from embedder_service.settings import EmbedderSettings
+from fashionrag.errors import Unavailable
+from fashionrag.grpc_metrics import ObservabilityInterceptor
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -19,16 +22,31 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
 
 
-class _LazyServicer(EmbedderServicer):
-    """Registered before the model loads; health stays NOT_SERVING until `engine` is set."""
+class _LoadingServicer(EmbedderServicer):
+    """Registered before the model loads (health says NOT_SERVING meanwhile); a call that
+    arrives anyway is UNAVAILABLE, which clients retry."""
 
     def __init__(self) -> None:
-        self.engine = None  # type: ignore[assignment]
+        self._engine: EmbedEngine | None = None
+
+    @property
+    def engine(self) -> EmbedEngine:
+        if self._engine is None:
+            raise Unavailable("the model is still loading; retry shortly")
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: EmbedEngine) -> None:
+        self._engine = engine
 
 
 async def serve(settings: EmbedderSettings) -> None:
     """Listen at once (health NOT_SERVING), load the model, serve until SIGTERM."""
-    servicer = _LazyServicer()
+    metrics = EmbedderMetrics()
+    if settings.metrics_port:
+        metrics.serve(settings.host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    servicer = _LoadingServicer()
 
     def register(server: grpc.aio.Server) -> None:
         embedder_pb2_grpc.add_EmbedderServicer_to_server(servicer, server)
@@ -39,15 +57,16 @@ async def serve(settings: EmbedderSettings) -> None:
         register,
         [SERVICE_NAME],
         grace_seconds=settings.grace_seconds,
+        interceptors=[ObservabilityInterceptor(metrics)],
     )
 
     async def load() -> None:
         # Loading takes seconds to minutes (a download, a GPU); off the loop so health answers.
         model = await asyncio.to_thread(OpenClipModel.load, settings)
-        servicer.engine = EmbedEngine(model, settings)
+        servicer.engine = EmbedEngine(model, settings, metrics)
 
     try:
         await service.run(ready=load)
     finally:
-        if servicer.engine is not None:
-            servicer.engine.close()
+        if servicer._engine is not None:
+            await servicer._engine.close()

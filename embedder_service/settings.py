@@ -28,7 +28,8 @@ class ModelSettings(BaseSettings):
     )
     device: Device = Field("auto", description="auto (cuda when present, else cpu), cpu, cuda[:N]")
     precision: Precision = Field(
-        "auto", description="auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16"
+        "auto",
+        description="auto (fp16 on CUDA, bf16 on a CPU with AMX, else fp32), fp32, fp16 or bf16",
     )
     seed: int = Field(0, description="seed of the random weights when --pretrained none")
     cache_dir: str | None = Field(None, description="where downloaded weights are kept")
@@ -43,6 +44,21 @@ class EmbedderSettings(ModelSettings):
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     max_batch_items: int = Field(
         256, ge=1, description="most texts or images one request may carry"
+    )
+    max_batch_size: int = Field(
+        32, ge=1, description="most items in one forward pass (requests are batched together)"
+    )
+    max_delay_ms: float = Field(
+        5.0, ge=0, description="how long a request waits for others to share its forward pass"
+    )
+    max_queue: int = Field(
+        1024, ge=1, description="most items waiting per kind; past it RESOURCE_EXHAUSTED"
+    )
+    jpeg_draft: bool = Field(
+        True, description="decode JPEGs at a reduced scale that still covers the model's input"
+    )
+    gpu_decode: bool = Field(
+        False, description="decode JPEGs with torchvision on the model's device (CUDA)"
     )
     max_text_chars: int = Field(
         10_000,
@@ -59,4 +75,8 @@ class EmbedderSettings(ModelSettings):
     grace_seconds: float = Field(
         10.0, ge=0, description="drain time for calls in flight on SIGTERM"
     )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus metrics port on --host (0: no metrics)"
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field("text", description="text or json lines")

@@ -37,6 +37,7 @@ class GrpcService:
         register: adds the servicers to the server.
         service_names: full names of the registered services, for health and reflection.
         grace_seconds: how long calls in flight may run on after a stop is asked.
+        interceptors: server interceptors (metrics, request ids).
     """
 
     def __init__(
@@ -46,11 +47,12 @@ class GrpcService:
         register: Callable[[grpc.aio.Server], None],
         service_names: Sequence[str],
         grace_seconds: float = 10.0,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
         self.name = name
         self.grace_seconds = grace_seconds
         self.service_names = list(service_names)
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
+        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=list(interceptors))
         register(self.server)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -1,0 +1,159 @@
+"""Dynamic batching: requests from concurrent callers that arrive within a short window run as
+one forward pass, up to a batch size; a bounded queue refuses work past its limit at once.
+
+One batcher per kind of input (texts, images), each with a single worker task, so at most one
+batch per kind waits on the model while the next one fills up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from embedder_service.metrics import EmbedderMetrics
+from fashionrag.errors import ResourceExhausted
+
+log = logging.getLogger(__name__)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass
+class _Pending(Generic[In, Out]):
+    items: list[In]
+    future: asyncio.Future[list[Out]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class DynamicBatcher(Generic[In, Out]):
+    """Collects items from concurrent `submit` calls into batches for `run_batch`.
+
+    Args:
+        kind: "texts" or "images", for logs and metrics.
+        run_batch: the blocking model call; one output per input, in order.
+        executor: where `run_batch` runs (off the event loop).
+        max_batch_size: the most items in one call of `run_batch`.
+        max_delay_s: how long the first item of a batch waits for company.
+        max_queue: the most items waiting; past it `submit` raises ResourceExhausted.
+        metrics: where batch sizes and queue depth are recorded.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        run_batch: Callable[[list[In]], Sequence[Out]],
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        metrics: EmbedderMetrics,
+    ) -> None:
+        self.kind = kind
+        self._run_batch = run_batch
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._metrics = metrics
+        self._queue: asyncio.Queue[_Pending[In, Out]] = asyncio.Queue()
+        self._queued_items = 0
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def queued_items(self) -> int:
+        """Items submitted and not yet taken into a batch."""
+        return self._queued_items
+
+    def start(self) -> None:
+        """Start the worker task (on the running event loop)."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self) -> None:
+        """Stop the worker; work still queued is cancelled."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+
+    async def submit(self, items: list[In]) -> list[Out]:
+        """Queue `items` and wait for their outputs, in order.
+
+        If the caller goes away (cancelled, deadline passed) before its batch starts, its items
+        are dropped from the batch: no model work for callers who gave up.
+
+        Raises:
+            ResourceExhausted: the queue holds too many items already.
+        """
+        if self._queued_items + len(items) > self.max_queue:
+            raise ResourceExhausted(
+                f"the {self.kind} queue is full ({self._queued_items} items waiting, at most "
+                f"{self.max_queue}); retry with backoff"
+            )
+        self.start()
+        future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
+        self._queued_items += len(items)
+        self._metrics.queue_depth.labels(self.kind).set(self._queued_items)
+        self._queue.put_nowait(_Pending(items, future))
+        return await future
+
+    async def _collect(self) -> list[_Pending[In, Out]]:
+        first = await self._queue.get()
+        batch = [first]
+        size = len(first.items)
+        deadline = time.perf_counter() + self.max_delay_s
+        while size < self.max_batch_size:
+            timeout = deadline - time.perf_counter()
+            if timeout <= 0 and self._queue.empty():
+                break
+            try:
+                pending = (
+                    self._queue.get_nowait()
+                    if timeout <= 0
+                    else await asyncio.wait_for(self._queue.get(), timeout)
+                )
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+            batch.append(pending)
+            size += len(pending.items)
+        self._queued_items -= size
+        self._metrics.queue_depth.labels(self.kind).set(self._queued_items)
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [p for p in await self._collect() if not p.future.done()]
+            started = time.perf_counter()
+            for p in batch:
+                self._metrics.queue_wait.labels(self.kind).observe(started - p.enqueued)
+            items = [item for p in batch for item in p.items]
+            if not items:
+                continue
+            outputs: list[Out] = []
+            try:
+                for start in range(0, len(items), self.max_batch_size):
+                    chunk = items[start : start + self.max_batch_size]
+                    self._metrics.batch_size.labels(self.kind).observe(len(chunk))
+                    outputs.extend(
+                        await loop.run_in_executor(self._executor, self._run_batch, chunk)
+                    )
+            except Exception as exc:
+                log.exception("%s batch of %d items failed", self.kind, len(items))
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            self._metrics.items.labels(self.kind).inc(len(items))
+            offset = 0
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_result(outputs[offset : offset + len(p.items)])
+                offset += len(p.items)

@@ -1,0 +1,134 @@
+"""The dynamic batcher, on a plain function instead of a model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from embedder_service.batcher import DynamicBatcher
+from embedder_service.metrics import EmbedderMetrics
+from fashionrag.errors import ResourceExhausted
+
+
+class Recorder:
+    """Doubles its inputs and remembers every batch it was given."""
+
+    def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.lock = threading.Lock()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        with self.lock:
+            self.batches.append(list(items))
+        if self.fail_on is not None and self.fail_on in items:
+            raise RuntimeError("boom")
+        time.sleep(self.delay)
+        return [2 * i for i in items]
+
+
+def batcher(run: Recorder, **kw: float) -> DynamicBatcher[int, int]:
+    settings = {"max_batch_size": 8, "max_delay_s": 0.05, "max_queue": 100}
+    settings.update(kw)
+    return DynamicBatcher(
+        "texts",
+        run,
+        ThreadPoolExecutor(1),
+        max_batch_size=int(settings["max_batch_size"]),
+        max_delay_s=settings["max_delay_s"],
+        max_queue=int(settings["max_queue"]),
+        metrics=EmbedderMetrics(),
+    )
+
+
+def test_concurrent_requests_share_one_batch_and_get_their_own_outputs() -> None:
+    run = Recorder()
+
+    async def main() -> list[list[int]]:
+        b = batcher(run)
+        try:
+            return await asyncio.gather(*(b.submit([i, i + 100]) for i in range(3)))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[0, 200], [2, 202], [4, 204]]
+    assert run.batches == [[0, 100, 1, 101, 2, 102]]
+
+
+def test_batches_never_exceed_the_batch_size() -> None:
+    run = Recorder()
+
+    async def main() -> list[list[int]]:
+        b = batcher(run, max_batch_size=4)
+        try:
+            return await asyncio.gather(*(b.submit([i] * 3) for i in range(5)))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[2 * i] * 3 for i in range(5)]
+    assert max(len(batch) for batch in run.batches) <= 4
+    assert sum(len(batch) for batch in run.batches) == 15
+
+
+def test_zero_delay_runs_what_is_there_without_waiting() -> None:
+    run = Recorder()
+
+    async def main() -> float:
+        b = batcher(run, max_delay_s=0)
+        try:
+            started = time.perf_counter()
+            await b.submit([1])
+            return time.perf_counter() - started
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) < 0.05
+
+
+def test_full_queue_refuses_at_once() -> None:
+    run = Recorder()
+
+    async def main() -> None:
+        b = batcher(run, max_queue=5, max_delay_s=0.3)
+        first = asyncio.ensure_future(b.submit([1, 2, 3]))
+        await asyncio.sleep(0.01)
+        with pytest.raises(ResourceExhausted, match="at most 5"):
+            await b.submit([4, 5, 6])
+        assert await first == [2, 4, 6]
+        await b.stop()
+
+    asyncio.run(main())
+
+
+def test_caller_that_gave_up_costs_no_model_work() -> None:
+    run = Recorder()
+
+    async def main() -> None:
+        b = batcher(run, max_delay_s=0.2)
+        gone = asyncio.ensure_future(b.submit([7]))
+        stays = asyncio.ensure_future(b.submit([8]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        assert await stays == [16]
+        await b.stop()
+
+    asyncio.run(main())
+    assert run.batches == [[8]]
+
+
+def test_failed_batch_fails_its_callers_and_the_next_batch_runs() -> None:
+    run = Recorder(fail_on=13)
+
+    async def main() -> None:
+        b = batcher(run, max_delay_s=0)
+        with pytest.raises(RuntimeError, match="boom"):
+            await b.submit([13])
+        assert await b.submit([1]) == [2]
+        await b.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,114 @@
+"""The engine's speed-ups keep the vectors: draft JPEG decoding, bf16, decoding on the device."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from embedder_service import model as model_module
+from embedder_service.engine import EmbedEngine
+from embedder_service.model import OpenClipModel
+from embedder_service.settings import EmbedderSettings
+from fashionrag.errors import ConfigurationError
+from tests.servers import TINY_MODEL
+
+TOLERANCE = 0.999
+
+
+def photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:
+    """A photo-like JPEG: smooth shading, shapes, fine texture and sensor noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 200, y / height * 180, (x + y) / (width + height) * 255], -1)
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(25):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        r = int(rng.integers(20, 200))
+        draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=tuple(rng.integers(0, 256, 3)))
+    image = image.filter(ImageFilter.GaussianBlur(1.5))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
+    out = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def engine(model_name: str, **kw: object) -> EmbedEngine:
+    settings = EmbedderSettings.model_validate(
+        {"model": model_name, "pretrained": "none", "device": "cpu", "max_delay_ms": 0, **kw}
+    )
+    return EmbedEngine(OpenClipModel.load(settings), settings)
+
+
+def embed(e: EmbedEngine, images: list[bytes]) -> np.ndarray:
+    async def run() -> np.ndarray:
+        try:
+            outcomes = await e.embed_images([(str(i), d) for i, d in enumerate(images)])
+            assert all(o.vector is not None for o in outcomes)
+            return np.stack([o.vector for o in outcomes])  # type: ignore[misc]
+        finally:
+            await e.close()
+
+    return asyncio.run(run())
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[bytes]:
+    return [photo(seed=s) for s in range(3)] + [photo(640, 960, seed=9)]
+
+
+@pytest.fixture(scope="module")
+def vit_fp32(photos: list[bytes]) -> np.ndarray:
+    return embed(engine("ViT-B-32", precision="fp32", jpeg_draft=False), photos)
+
+
+def test_draft_decoding_keeps_vectors_within_tolerance(
+    photos: list[bytes], vit_fp32: np.ndarray
+) -> None:
+    drafted = embed(engine("ViT-B-32", precision="fp32", jpeg_draft=True), photos)
+    assert cosines(drafted, vit_fp32).min() >= TOLERANCE
+
+
+def test_decoding_on_the_device_keeps_vectors_within_tolerance(
+    photos: list[bytes], vit_fp32: np.ndarray
+) -> None:
+    # On a CPU this runs the same torchvision path that decodes on the GPU with --gpu-decode.
+    on_device = embed(engine("ViT-B-32", precision="fp32", gpu_decode=True), photos)
+    assert cosines(on_device, vit_fp32).min() >= TOLERANCE
+
+
+def test_bf16_keeps_vectors_within_tolerance(photos: list[bytes], vit_fp32: np.ndarray) -> None:
+    bf16 = embed(engine("ViT-B-32", precision="bf16", jpeg_draft=False), photos)
+    assert cosines(bf16, vit_fp32).min() >= TOLERANCE
+
+
+def test_device_decoding_falls_back_to_pillow_for_png() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(out, "PNG")
+    e = engine(str(TINY_MODEL), gpu_decode=True)
+    assert e.model.decode_on_device(out.getvalue()) is None
+    assert embed(e, [out.getvalue()]).shape == (1, 32)
+
+
+@pytest.mark.parametrize(
+    ("device", "amx", "expected"),
+    [("cuda", False, "fp16"), ("cpu", True, "bf16"), ("cpu", False, "fp32")],
+)
+def test_auto_precision(
+    monkeypatch: pytest.MonkeyPatch, device: str, amx: bool, expected: str
+) -> None:
+    monkeypatch.setattr(model_module, "cpu_has_amx", lambda: amx)
+    assert model_module._resolve_precision("auto", device) == expected
+
+
+def test_fp16_on_a_cpu_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="needs a CUDA device"):
+        model_module._resolve_precision("fp16", "cpu")
