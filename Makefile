@@ -15,7 +15,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos test lint typecheck unit demo demo-stop sample-data clean
+.PHONY: setup protos test lint typecheck unit demo demo-stop sample-data bench clean
 
 setup: $(STAMP) protos
 
@@ -36,13 +36,18 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests scripts
+	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests scripts benchmarks
 
 test: lint typecheck
 	$(PY) -m pytest
 
 unit: setup
 	$(PY) -m pytest -m "not integration"
+
+# Speed as ratios against baselines measured in the same script; tables in bench_results/.
+bench: setup
+	$(PY) -m benchmarks.bench_embedder
+	@echo "results: bench_results/*.md"
 
 sample-data: setup
 	$(PY) -m indexer_service.sample_data ./sample_data --rows $(LIMIT)

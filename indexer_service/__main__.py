@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from pydantic_settings import CliApp
 
@@ -20,7 +24,23 @@ from indexer_service.settings import IndexerSettings
 log = logging.getLogger("indexer_service")
 
 
-def run(settings: IndexerSettings) -> dict:
+def stop_on_signals(stop: threading.Event) -> None:
+    """The first Ctrl-C (or SIGTERM) stops reading and flushes what is in flight; a second
+    Ctrl-C interrupts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning(
+            "%s: finishing the batches in flight (Ctrl-C again to abort)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[str, Any]:
     """Run one indexing job; return its summary."""
     shard = Shard.parse(settings.shard)
     ds = load_split(settings.dataset, settings.split)
@@ -35,35 +55,48 @@ def run(settings: IndexerSettings) -> dict:
             model.dimension,
             model.device,
         )
+        chroma = connect(settings.chroma)
         collection = open_collection(
-            connect(settings.chroma),
-            settings.collection,
-            model,
-            create=True,
-            recreate=settings.recreate,
+            chroma, settings.collection, model, create=True, recreate=settings.recreate
         )
         total = None
         if settings.limit:
             total = len(range(shard.number, settings.limit, shard.count))
         indexer = Indexer(
-            embedder, collection, settings.split, Path(settings.images_dir), settings.batch_size
+            embedder,
+            collection,
+            settings.split,
+            Path(settings.images_dir),
+            batch_size=settings.batch_size,
+            concurrency=settings.concurrency,
+            retry_seconds=settings.retry_seconds,
+            failures_file=Path(settings.failures_file) if settings.failures_file else None,
+            max_upsert=chroma.get_max_batch_size(),
+            stop=stop,
         )
         rows = iter_rows(ds, offset=settings.offset, limit=settings.limit, shard=shard)
         summary = indexer.run(rows, total=total)
+    if summary.interrupted:
+        log.warning("interrupted: %d rows done; run the same command again to finish", summary.done)
     return summary.as_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = CliApp.run(IndexerSettings, cli_args=sys.argv[1:] if argv is None else argv)
     setup_logging(settings.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
     try:
-        summary = run(settings)
+        summary = run(settings, stop)
     except FashionragError as exc:
         log.error("%s", exc)
         print(f"indexer_service: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary), flush=True)
-    return 0
+    if summary["error"]:
+        log.error("stopped early: %s; run the same command again to go on", summary["error"])
+        return 1
+    return 130 if summary["interrupted"] else 0
 
 
 if __name__ == "__main__":

@@ -50,6 +50,28 @@ def _image(rng: random.Random, width: int, height: int, fmt: str) -> bytes:
     return out.getvalue()
 
 
+def photo_jpeg(width: int = 1024, height: int = 768, seed: int = 0, quality: int = 90) -> bytes:
+    """A photo-like JPEG (smooth shading, shapes, blur and sensor noise), for benchmarks and
+    decoding tests where flat synthetic pictures would decode unrealistically fast."""
+    import numpy as np
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x / width * 200, y / height * 180, (x + y) / (width + height) * 255], -1)
+    image = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(25):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        r = int(rng.integers(20, 200))
+        draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=tuple(rng.integers(0, 256, 3)))
+    image = image.filter(ImageFilter.GaussianBlur(1.5))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
+    out = io.BytesIO()
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
 def generate(
     out_dir: Path,
     split: str = "train",

@@ -31,6 +31,18 @@ class IndexerSettings(BaseSettings):
     shard: str = Field("0/1", description="I/N: take every N-th row from row I, for N jobs at once")
     images_dir: str = Field("./images_data", description="where the original image files are saved")
     batch_size: int = Field(32, ge=1, description="images per embed request and upsert")
+    concurrency: int = Field(2, ge=1, description="embed requests in flight at once")
+    retry_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="how long one operation is retried through transient faults "
+        "(embedder restarting, ChromaDB away)",
+    )
+    failures_file: str | None = Field(
+        None,
+        description="JSON lines of the failed records (default "
+        "<images-dir>/failures-<split>.jsonl)",
+    )
     recreate: bool = Field(False, description="drop the collection first (e.g. to change model)")
     embedder_wait: float = Field(
         300.0, ge=0, description="seconds to wait for the embedder to be ready"

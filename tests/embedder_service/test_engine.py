@@ -7,34 +7,17 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
+from indexer_service.sample_data import photo_jpeg as photo
 from tests.servers import TINY_MODEL
 
 TOLERANCE = 0.999
-
-
-def photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:
-    """A photo-like JPEG: smooth shading, shapes, fine texture and sensor noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x / width * 200, y / height * 180, (x + y) / (width + height) * 255], -1)
-    image = Image.fromarray(base.astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(25):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        r = int(rng.integers(20, 200))
-        draw.ellipse((x0 - r, y0 - r, x0 + r, y0 + r), fill=tuple(rng.integers(0, 256, 3)))
-    image = image.filter(ImageFilter.GaussianBlur(1.5))
-    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
-    out = io.BytesIO()
-    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def engine(model_name: str, **kw: object) -> EmbedEngine:

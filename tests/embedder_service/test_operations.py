@@ -204,3 +204,12 @@ def test_health_is_not_serving_while_the_model_loads(tmp_path: Path, logs_dir: P
         assert "loading" in (info.value.details() or "")
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_client_retries_a_full_queue_with_backoff(tuned: Tuned) -> None:
+    from embedder_service.client import EmbedderClient
+
+    with EmbedderClient(tuned.server.address) as client, ThreadPoolExecutor(4) as pool:
+        batches = [[f"r{i}-{j}" for j in range(4)] for i in range(4)]
+        results = list(pool.map(client.embed_texts, batches))
+    assert [r.shape for r in results] == [(4, 32)] * 4

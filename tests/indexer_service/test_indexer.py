@@ -55,7 +55,11 @@ def test_index_run_adds_good_images_and_names_the_corrupt_one(
     assert (summary["indexed"], summary["skipped"], summary["failed"]) == (good, 0, 1)
     assert summary["collection_count"] == good
     bad_id = record_id("train", CORRUPT_ROWS[0] + 1)
-    assert [f["id"] for f in summary["failures"]] == [bad_id]
+    failures = [
+        json.loads(line) for line in Path(summary["failures_file"]).read_text().splitlines()
+    ]
+    assert [f["id"] for f in failures] == [bad_id]
+    assert "cannot decode image" in failures[0]["reason"]
 
     collection = connect(chroma_url).get_collection(collection_name)
     assert collection.count() == good

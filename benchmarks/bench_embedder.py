@@ -1,0 +1,203 @@
+"""Embedder throughput: the service against its own engine in-process (gRPC overhead) and against
+the original project's way (Chroma's OpenCLIPEmbeddingFunction, one image at a time, fp32), on the
+same photo-like JPEGs and the same model; and dynamic batching against none under 16 concurrent
+single-text callers.
+
+    python -m benchmarks.bench_embedder [--images 48] [--model ViT-B-32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.common import Embedder, rate, write_results
+from embedder_service.client import EmbedderClient
+from embedder_service.engine import EmbedEngine
+from embedder_service.model import OpenClipModel
+from embedder_service.settings import EmbedderSettings
+from indexer_service.sample_data import photo_jpeg
+
+BATCH = 32
+# Best of a few runs: a 2-core machine's timings wander by 10% from run to run.
+REPEAT = 3
+
+
+def images(n: int) -> list[bytes]:
+    # Fashionpedia's photos are mostly around 1024 px on the long side, portrait or landscape.
+    sizes = [(1024, 683), (683, 1024), (800, 1066), (1024, 768)]
+    return [photo_jpeg(*sizes[i % len(sizes)], seed=i) for i in range(n)]
+
+
+def original_way(model: str, data: list[bytes]) -> float:
+    """Chroma's OpenCLIPEmbeddingFunction as the original project used it: an ImageLoader-style
+    decode to a numpy array, then one image per call."""
+    from chromadb.utils.embedding_functions import OpenCLIPEmbeddingFunction
+
+    ef = OpenCLIPEmbeddingFunction(model_name=model, checkpoint=None, device="cpu")  # type: ignore[arg-type]
+
+    def run() -> None:
+        for d in data:
+            ef([np.array(Image.open(io.BytesIO(d)))])  # ImageLoader's decode, then one image
+
+    run_small = data[:2]
+    for d in run_small:  # warm-up
+        ef([np.array(Image.open(io.BytesIO(d)))])
+    return rate(len(data), run, 2)
+
+
+def in_process(
+    settings: EmbedderSettings, data: list[bytes], texts: list[str]
+) -> tuple[float, float]:
+    """The service's own engine, called in this process: images/s and texts/s."""
+    engine = EmbedEngine(OpenClipModel.load(settings), settings)
+
+    async def best_rate(count: int, work: Callable[[], Awaitable[None]]) -> float:
+        best = float("inf")
+        for _ in range(REPEAT):
+            started = time.perf_counter()
+            await work()
+            best = min(best, time.perf_counter() - started)
+        return count / best
+
+    async def run() -> tuple[float, float]:
+        items = [(str(i), d) for i, d in enumerate(data)]
+        await engine.embed_images(items[:2])
+
+        async def run_images() -> None:
+            for start in range(0, len(items), BATCH):
+                await engine.embed_images(items[start : start + BATCH])
+
+        async def run_texts() -> None:
+            for start in range(0, len(texts), 64):
+                await engine.embed_texts(texts[start : start + 64])
+
+        rates = await best_rate(len(items), run_images), await best_rate(len(texts), run_texts)
+        await engine.close()
+        return rates
+
+    return asyncio.run(run())
+
+
+def through_service(args: list[str], data: list[bytes], texts: list[str]) -> tuple[float, float]:
+    with Embedder(*args) as server, EmbedderClient(server.address) as client:
+        client.embed_images(data[:2])
+
+        def run_images() -> None:
+            for start in range(0, len(data), BATCH):
+                client.embed_images(data[start : start + BATCH])
+
+        def run_texts() -> None:
+            for start in range(0, len(texts), 64):
+                client.embed_texts(texts[start : start + 64])
+
+        return rate(len(data), run_images, REPEAT), rate(len(texts), run_texts, REPEAT)
+
+
+def concurrent_single_texts(args: list[str], callers: int, per_caller: int) -> float:
+    """texts/s when `callers` threads each send `per_caller` one-text requests."""
+    with Embedder(*args) as server, EmbedderClient(server.address) as client:
+        client.embed_texts(["warm-up"])
+
+        def caller(i: int) -> None:
+            for j in range(per_caller):
+                client.embed_texts([f"a photo of item {i}-{j}"])
+
+        with ThreadPoolExecutor(callers) as pool:
+            return rate(callers * per_caller, lambda: list(pool.map(caller, range(callers))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_embedder")
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--texts", type=int, default=128)
+    parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    data = images(args.images)
+    texts = [
+        f"a photo of a {w} garment number {i}"
+        for i, w in zip(
+            range(args.texts), ["red", "blue", "long", "short"] * args.texts, strict=False
+        )
+    ]
+    model_args = [
+        "--model",
+        args.model,
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--precision",
+        args.precision,
+    ]
+    settings = EmbedderSettings.model_validate(
+        {"model": args.model, "pretrained": "none", "device": "cpu", "precision": args.precision}
+    )
+    precision = OpenClipModel.load(settings).description.precision
+
+    print("original way (Chroma OpenCLIPEmbeddingFunction, 1 image per call)...", flush=True)
+    original = original_way(args.model, data)
+    print("engine in-process...", flush=True)
+    engine_images, engine_texts = in_process(settings, data, texts)
+    print("service...", flush=True)
+    service_images, service_texts = through_service(model_args, data, texts)
+    print("16 concurrent single-text callers, batching vs none...", flush=True)
+    batched = concurrent_single_texts([*model_args, "--max-delay-ms", "5"], 16, 8)
+    unbatched = concurrent_single_texts(
+        [*model_args, "--max-batch-size", "1", "--max-delay-ms", "0"], 16, 8
+    )
+
+    rows = [
+        ["images/s, original way (Chroma EF, 1 per call, fp32)", f"{original:.2f}", "1.00x"],
+        [
+            f"images/s, engine in-process (batch {BATCH})",
+            f"{engine_images:.2f}",
+            f"{engine_images / original:.2f}x",
+        ],
+        [
+            f"images/s, through the service (batch {BATCH})",
+            f"{service_images:.2f}",
+            f"{service_images / original:.2f}x",
+        ],
+        ["texts/s, engine in-process (batch 64)", f"{engine_texts:.1f}", ""],
+        ["texts/s, through the service (batch 64)", f"{service_texts:.1f}", ""],
+        ["texts/s, 16 callers x 1 text, no batching", f"{unbatched:.1f}", "1.00x"],
+        [
+            "texts/s, 16 callers x 1 text, dynamic batching (5 ms)",
+            f"{batched:.1f}",
+            f"{batched / unbatched:.2f}x",
+        ],
+    ]
+    notes = [
+        f"- service / original way, images: **{service_images / original:.2f}x** (goal >= 3x)",
+        f"- service / engine in-process, images: **{service_images / engine_images:.2f}x**, "
+        f"texts: **{service_texts / engine_texts:.2f}x** (goal >= 0.85x)",
+        f"- dynamic batching / none, 16 concurrent single-text callers: "
+        f"**{batched / unbatched:.2f}x** (goal > 1x)",
+    ]
+    print(
+        write_results(
+            "embedder",
+            "Embedder throughput",
+            f"{args.model} with random weights (--pretrained none), {precision}, CPU, "
+            f"{args.images} photo-like JPEGs of about 1024x700, batch {BATCH}",
+            ["measure", "value", "vs baseline"],
+            rows,
+            notes,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
