@@ -23,7 +23,7 @@ class CountingReplica(embedder_pb2_grpc.EmbedderServicer):
     def __init__(self) -> None:
         self.calls = 0
 
-    def EmbedTexts(self, request, context):  # type: ignore[no-untyped-def]
+    def EmbedTexts(self, request, context):
         self.calls += 1
         vector = embedder_pb2.Embedding(values=[1.0] + [0.0] * 31)
         return embedder_pb2.EmbedTextsResponse(
