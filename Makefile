@@ -47,6 +47,7 @@ unit: setup
 # Speed as ratios against baselines measured in the same script; tables in bench_results/.
 bench: setup
 	$(PY) -m benchmarks.bench_embedder
+	$(PY) -m benchmarks.bench_indexer
 	@echo "results: bench_results/*.md"
 
 sample-data: setup

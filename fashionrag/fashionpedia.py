@@ -55,3 +55,57 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 SPLITS: tuple[str, ...] = ("train", "val")
+
+# Everyday words for categories, beyond the words of their names.
+SYNONYMS: dict[str, str] = {
+    "tee": "top, t-shirt, sweatshirt",
+    "tshirt": "top, t-shirt, sweatshirt",
+    "hoodie": "top, t-shirt, sweatshirt",
+    "jumper": "sweater",
+    "pullover": "sweater",
+    "blazer": "jacket",
+    "trousers": "pants",
+    "jeans": "pants",
+    "leggings": "tights, stockings",
+    "gown": "dress",
+    "overalls": "jumpsuit",
+    "romper": "jumpsuit",
+    "sunglasses": "glasses",
+    "cap": "hat",
+    "beanie": "hat",
+    "gloves": "glove",
+    "socks": "sock",
+    "shoes": "shoe",
+    "sneakers": "shoe",
+    "boots": "shoe",
+    "heels": "shoe",
+    "sandals": "shoe",
+    "handbag": "bag, wallet",
+    "purse": "bag, wallet",
+    "backpack": "bag, wallet",
+    "necktie": "tie",
+}
+
+
+def _terms() -> list[tuple[str, str]]:
+    terms = {part.strip(): name for name in CATEGORIES for part in name.split(",")}
+    terms.update(SYNONYMS)
+    # Longest first, so "t-shirt" wins over "shirt" and "head covering" over shorter words.
+    return sorted(terms.items(), key=lambda kv: -len(kv[0]))
+
+
+_TERMS = _terms()
+
+
+def category_named_in(text: str) -> str | None:
+    """The Fashionpedia category a query's words name first ("red tops" → "top, t-shirt,
+    sweatshirt"), plurals included; None when it names none."""
+    import re
+
+    lowered = text.lower()
+    best: tuple[int, str] | None = None
+    for term, name in _TERMS:
+        match = re.search(rf"(?<![\w-]){re.escape(term)}(?:s|es)?(?![\w-])", lowered)
+        if match and (best is None or match.start() < best[0]):
+            best = (match.start(), name)
+    return best[1] if best else None

@@ -80,6 +80,7 @@ def generate(
     files: int = 2,
     seed: int = 0,
     first_image_id: int = 1,
+    photos: bool = False,
 ) -> Path:
     """Write a generated split under `out_dir/data/`; return `out_dir`.
 
@@ -91,16 +92,22 @@ def generate(
         files: how many parquet files the split is cut into.
         seed: the random seed; the same seed gives the same files.
         first_image_id: the image_id of the first row (later rows count up).
+        photos: photo-like JPEGs of Fashionpedia's usual size (about 1024 px on the long side)
+            instead of small flat pictures: slower to make, realistic to decode.
     """
     rng = random.Random(f"{seed}-{split}")
     records = []
     for i in range(rows):
-        width, height = rng.randint(48, 160), rng.randint(48, 160)
-        data = (
-            CORRUPT_BYTES
-            if i in corrupt
-            else _image(rng, width, height, "PNG" if i % 7 == 3 else "JPEG")
-        )
+        if photos:
+            width, height = rng.choice([(1024, 683), (683, 1024), (800, 1066), (1024, 768)])
+        else:
+            width, height = rng.randint(48, 160), rng.randint(48, 160)
+        if i in corrupt:
+            data = CORRUPT_BYTES
+        elif photos:
+            data = photo_jpeg(width, height, seed=rng.randrange(2**31))
+        else:
+            data = _image(rng, width, height, "PNG" if i % 7 == 3 else "JPEG")
         n_objects = rng.randint(0, 4)
         objects: dict[str, list] = {"bbox_id": [], "category": [], "bbox": [], "area": []}
         for j in range(n_objects):

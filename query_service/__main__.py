@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from query_service.settings import QuerySettings
 
     settings = CliApp.run(QuerySettings, cli_args=argv[1:])
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
     return 0
 

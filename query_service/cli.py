@@ -14,6 +14,7 @@ import grpc
 from fashionrag.errors import FashionragError, from_rpc_error
 from fashionrag.grpc_server import CHANNEL_OPTIONS
 from fashionrag.v1 import query_pb2, query_pb2_grpc
+from query_service.contact_sheet import save_contact_sheet
 
 
 def _env(name: str, default: str) -> str:
@@ -27,6 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         "also come from FASHIONRAG_<FLAG> (e.g. FASHIONRAG_ADDRESS); flags win.",
     )
     parser.add_argument("query", nargs="?", help='the text to look for, e.g. "red tops"')
+    parser.add_argument(
+        "--no-auto-category",
+        action="store_true",
+        help="do not restrict the results to a category the text names (e.g. 'tops')",
+    )
+    parser.add_argument(
+        "--save-grid",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also write a contact sheet of the results (thumbnails, distances) to this PNG",
+    )
     parser.add_argument(
         "-k",
         "--top-k",
@@ -84,6 +97,7 @@ def response_dict(response: query_pb2.SearchResponse) -> dict[str, Any]:
     return {
         "query": response.query,
         "applied_categories": list(response.applied_categories),
+        "auto_category": response.auto_category,
         "results": [result_dict(r) for r in response.results],
     }
 
@@ -91,7 +105,12 @@ def response_dict(response: query_pb2.SearchResponse) -> dict[str, Any]:
 def format_table(payload: dict[str, Any]) -> str:
     """The results as a table for people."""
     lines = [f"query: {payload['query']}"]
-    if payload["applied_categories"]:
+    if payload["auto_category"]:
+        lines.append(
+            f"category from the text: {payload['auto_category']} (--no-auto-category: "
+            "search without it)"
+        )
+    elif payload["applied_categories"]:
         lines.append(f"categories: {' | '.join(payload['applied_categories'])}")
     if not payload["results"]:
         lines.append("no results")
@@ -111,6 +130,8 @@ def main(argv: list[str]) -> int:
         print("search: give a text query or --image FILE (one of the two)", file=sys.stderr)
         return 2
     request = query_pb2.SearchRequest(top_k=args.top_k, categories=args.category or [])
+    if args.no_auto_category:
+        request.category_mode = query_pb2.CATEGORY_MODE_OFF
     if args.image is not None:
         try:
             request.image = args.image.read_bytes()
@@ -128,4 +149,7 @@ def main(argv: list[str]) -> int:
             return 1
     payload = response_dict(response)
     print(json.dumps(payload) if args.json else format_table(payload))
+    if args.save_grid is not None:
+        path = save_contact_sheet(payload, args.save_grid)
+        print(f"contact sheet: {path}", file=sys.stderr)
     return 0

@@ -1,11 +1,15 @@
-"""The query service's core, free of gRPC: validate a query, embed it, look up ChromaDB."""
+"""The query service's core, free of gRPC and HTTP: validate a query, embed it (text vectors from
+a small cache when repeated), look up ChromaDB."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from embedder_service.client import EmbedderClient
 from fashionrag.collection import (
@@ -15,7 +19,8 @@ from fashionrag.collection import (
     open_collection,
     validate_categories,
 )
-from fashionrag.errors import FashionragError, InvalidArgument, Unavailable
+from fashionrag.errors import FashionragError, InvalidArgument, NotFound, Unavailable
+from fashionrag.fashionpedia import category_named_in
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +31,16 @@ MAX_TEXT_CHARS = 1000
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """One search: exactly one of `text` and `image`."""
+    """One search: exactly one of `text` and `image`.
+
+    `auto_category` None means the service's default.
+    """
 
     text: str | None = None
     image: bytes | None = None
     top_k: int = 0
     categories: list[str] = field(default_factory=list)
+    auto_category: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,30 @@ class SearchOutcome:
     query: str
     hits: list[Hit]
     applied_categories: list[str]
+    auto_category: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON contract: the same object from the CLI's --json and GET /api/search."""
+        return {
+            "query": self.query,
+            "applied_categories": self.applied_categories,
+            "auto_category": self.auto_category,
+            "results": [
+                {
+                    "rank": h.rank,
+                    "id": h.record.id,
+                    "path": h.record.path,
+                    "distance": round(h.distance, 6),
+                    "score": round(h.score, 6),
+                    "categories": list(h.record.categories),
+                    "width": h.record.width,
+                    "height": h.record.height,
+                    "image_id": h.record.image_id,
+                    "split": h.record.split,
+                }
+                for h in self.hits
+            ],
+        }
 
 
 def validate(query: SearchQuery) -> tuple[int, list[str]]:
@@ -87,15 +120,33 @@ class SearchCore:
         embedder: the embedder client.
         chroma_url: the ChromaDB server URL.
         collection_name: the collection to search.
+        auto_category: the default for queries that do not say.
+        cache_size: how many text vectors to keep (0: none).
     """
 
-    def __init__(self, embedder: EmbedderClient, chroma_url: str, collection_name: str) -> None:
+    def __init__(
+        self,
+        embedder: EmbedderClient,
+        chroma_url: str,
+        collection_name: str,
+        auto_category: bool = True,
+        cache_size: int = 1024,
+    ) -> None:
         self.embedder = embedder
         self.chroma_url = chroma_url
         self.collection_name = collection_name
+        self.auto_category = auto_category
         self._client = connect(chroma_url)
         self._collection: Any = None
         self._lock = threading.Lock()
+        # Keyed by text alone: the cache is emptied whenever the collection is (re)opened, which
+        # is when the embedder's model is checked again.
+        self._text_vector = functools.lru_cache(maxsize=cache_size)(self._embed_text)
+
+    def _embed_text(self, text: str) -> np.ndarray:
+        vector = self.embedder.embed_text(text)
+        vector.flags.writeable = False  # shared by every caller of the cache
+        return vector
 
     def collection(self) -> Any:
         """The collection, opened once its model is checked against the embedder's.
@@ -114,7 +165,13 @@ class SearchCore:
                     )
                 except Unavailable as exc:
                     raise Unavailable(f"ChromaDB at {self.chroma_url}: {exc}") from exc
+                self._text_vector.cache_clear()
             return self._collection
+
+    def forget_collection(self) -> None:
+        """Open (and check) the collection again on the next search."""
+        with self._lock:
+            self._collection = None
 
     def search(self, query: SearchQuery) -> SearchOutcome:
         """Run one search; results in ascending distance.
@@ -125,47 +182,72 @@ class SearchCore:
         """
         top_k, categories = validate(query)
         collection = self.collection()
+        auto = ""
         if query.text is not None:
-            vector = self.embedder.embed_text(query.text)
+            use_auto = self.auto_category if query.auto_category is None else query.auto_category
+            if use_auto and not categories:
+                auto = category_named_in(query.text) or ""
+                categories = [auto] if auto else []
+            vector = self._text_vector(query.text)
         else:
             assert query.image is not None
             vector = self.embedder.embed_image(query.image)
-        try:
-            result = collection.query(
+        result = self._chroma(
+            "query",
+            lambda: collection.query(
                 query_embeddings=[vector.tolist()],
                 n_results=top_k,
                 where=category_filter(categories),
                 include=["metadatas", "distances"],
-            )
-        except FashionragError:
-            raise
-        except Exception as exc:
-            self._forget_collection()
-            if _unreachable(exc):
-                raise Unavailable(
-                    f"ChromaDB at {self.chroma_url} cannot be reached: {exc}"
-                ) from exc
-            raise
+            ),
+        )
         ids, metas, distances = result["ids"][0], result["metadatas"][0], result["distances"][0]
+        ranked = sorted(zip(ids, metas, distances, strict=True), key=lambda t: t[2])
         hits = [
             Hit(rank, ImageRecord.from_metadata(rid, meta or {}), max(0.0, float(distance)))
-            for rank, (rid, meta, distance) in enumerate(
-                sorted(zip(ids, metas, distances, strict=True), key=lambda t: t[2]), start=1
-            )
+            for rank, (rid, meta, distance) in enumerate(ranked, start=1)
         ]
         return SearchOutcome(
             query=query.text if query.text is not None else "<image>",
             hits=hits,
             applied_categories=categories,
+            auto_category=auto,
         )
 
-    def _forget_collection(self) -> None:
-        # A collection dropped and re-created (--recreate) has a new id: open it again next time.
-        with self._lock:
-            self._collection = None
+    def record(self, record_id: str) -> ImageRecord:
+        """The indexed record with this id.
 
+        Raises:
+            NotFound: no such record.
+        """
+        collection = self.collection()
+        found = self._chroma("get", lambda: collection.get(ids=[record_id], include=["metadatas"]))
+        if not found["ids"]:
+            raise NotFound(f"no indexed image has id {record_id!r}")
+        return ImageRecord.from_metadata(found["ids"][0], found["metadatas"][0] or {})
 
-def _unreachable(exc: BaseException) -> bool:
-    import httpx
+    def ping(self) -> None:
+        """Check both backends.
 
-    return isinstance(exc, (httpx.TransportError, ConnectionError))
+        Raises:
+            Unavailable: naming the one that is down.
+        """
+        self._chroma("heartbeat", self._client.heartbeat)
+        self.embedder.model_info(refresh=True)
+
+    def _chroma(self, what: str, call: Any) -> Any:
+        try:
+            return call()
+        except FashionragError:
+            raise
+        except Exception as exc:
+            import httpx
+
+            # A collection dropped and re-created (--recreate) has a new id: open it again next
+            # time; a server that went away is reached again on the next call.
+            self.forget_collection()
+            if isinstance(exc, httpx.TransportError | ConnectionError):
+                raise Unavailable(
+                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
+                ) from exc
+            raise

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from embedder_service.client import EmbedderClient
+from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc
+from query_service.http import start_http
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
 from query_service.settings import QuerySettings
@@ -21,7 +24,16 @@ SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
 async def serve(settings: QuerySettings) -> None:
     """Serve Search until SIGTERM."""
     embedder = EmbedderClient(settings.embedder, timeout=settings.embed_timeout)
-    core = SearchCore(embedder, settings.chroma, settings.collection)
+    core = SearchCore(
+        embedder,
+        settings.chroma,
+        settings.collection,
+        auto_category=settings.auto_category == "on",
+        cache_size=settings.cache_size,
+    )
+    metrics = RpcMetrics("fashionrag_query", CollectorRegistry())
+    if settings.metrics_port:
+        metrics.serve(settings.host, settings.metrics_port)
 
     def register(server: grpc.aio.Server) -> None:
         query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(core), server)
@@ -32,10 +44,14 @@ async def serve(settings: QuerySettings) -> None:
         register,
         [SERVICE_NAME],
         grace_seconds=settings.grace_seconds,
+        interceptors=[ObservabilityInterceptor(metrics)],
     )
+    http = await start_http(core, settings.host, settings.http_port) if settings.http_port else None
     try:
         # Ready at once: the embedder and ChromaDB are reached per call, and a call made while
         # one is down says which (UNAVAILABLE) instead of the service refusing to start.
         await service.run()
     finally:
+        if http is not None:
+            await http.cleanup()
         embedder.close()

@@ -14,11 +14,13 @@ from query_service.search import SearchCore, SearchOutcome, SearchQuery
 def query_from_request(request: query_pb2.SearchRequest) -> SearchQuery:
     """The core's query for a SearchRequest."""
     which = request.WhichOneof("query")
+    auto = {query_pb2.CATEGORY_MODE_AUTO: True, query_pb2.CATEGORY_MODE_OFF: False}
     return SearchQuery(
         text=request.text if which == "text" else None,
         image=request.image if which == "image" else None,
         top_k=request.top_k,
         categories=list(request.categories),
+        auto_category=auto.get(request.category_mode),
     )
 
 
@@ -27,6 +29,7 @@ def response_from_outcome(outcome: SearchOutcome) -> query_pb2.SearchResponse:
     return query_pb2.SearchResponse(
         query=outcome.query,
         applied_categories=outcome.applied_categories,
+        auto_category=outcome.auto_category,
         results=[
             query_pb2.SearchResult(
                 rank=hit.rank,

@@ -128,6 +128,7 @@ def main() -> int:
         "--embedder-port", type=int, default=int(os.environ.get("EMBEDDER_PORT", 50051))
     )
     parser.add_argument("--query-port", type=int, default=int(os.environ.get("QUERY_PORT", 50052)))
+    parser.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", 8080)))
     parser.add_argument("--stop", action="store_true", help="stop a running demo and exit")
     args = parser.parse_args()
 
@@ -162,11 +163,11 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
 
-    for port in (args.chroma_port, args.embedder_port, args.query_port):
+    for port in (args.chroma_port, args.embedder_port, args.query_port, args.http_port):
         if not port_free(port):
             print(
                 f"demo: port {port} is in use; free it or set CHROMA_PORT, EMBEDDER_PORT, "
-                "QUERY_PORT",
+                "QUERY_PORT, HTTP_PORT",
                 file=sys.stderr,
             )
             return 2
@@ -217,6 +218,8 @@ def main() -> int:
             embedder,
             "--chroma",
             chroma_url,
+            "--http-port",
+            str(args.http_port),
         ],
         pids,
     )
@@ -262,7 +265,8 @@ def main() -> int:
         [PY, "-m", "query_service", "search", args.query, "-k", "5", "--address", query], cwd=ROOT
     )
     print()
-    say(f"running: ChromaDB {chroma_url}, embedder {embedder}, query {query}")
+    say(f"gallery: http://127.0.0.1:{args.http_port}/?q={args.query.replace(' ', '+')}")
+    say(f"running: ChromaDB {chroma_url}, embedder {embedder}, query {query} (gRPC)")
     say(f'search more: .venv/bin/python -m query_service search "a long dress" --address {query}')
     say("stop everything: make demo-stop")
     return search.returncode

@@ -1,0 +1,136 @@
+"""The query service's HTTP side (same process as gRPC): the JSON API, the indexed images, and the
+gallery page. Every route goes through SearchCore; errors map to HTTP codes in one middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from fashionrag.errors import FashionragError, InvalidArgument, NotFound
+from fashionrag.fashionpedia import CATEGORIES
+from query_service.search import SearchCore, SearchQuery
+
+log = logging.getLogger(__name__)
+
+CORE: web.AppKey[SearchCore] = web.AppKey("core", SearchCore)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors become their HTTP code with a JSON body saying what was wrong."""
+    try:
+        return await handler(request)
+    except FashionragError as exc:
+        return web.json_response(
+            {"error": str(exc), "code": exc.grpc_code.name}, status=exc.http_status
+        )
+
+
+def _int(value: str | None, name: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgument(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _auto(value: str | None) -> bool | None:
+    if value in (None, ""):
+        return None
+    if value in ("on", "off"):
+        return value == "on"
+    raise InvalidArgument(f"auto_category must be on or off, got {value!r}")
+
+
+async def search_text(request: web.Request) -> web.Response:
+    """GET /api/search?q=red+tops&k=10&category=dress&category=coat&auto_category=off"""
+    q = request.query.get("q")
+    if q is None:
+        raise InvalidArgument("the q parameter is missing: /api/search?q=red+tops")
+    query = SearchQuery(
+        text=q,
+        top_k=_int(request.query.get("k"), "k", 0),
+        categories=request.query.getall("category", []),
+        auto_category=_auto(request.query.get("auto_category")),
+    )
+    outcome = await asyncio.to_thread(request.app[CORE].search, query)
+    return web.json_response(outcome.as_dict())
+
+
+async def search_image(request: web.Request) -> web.Response:
+    """POST /api/search: an image file as multipart field `image` (k and category fields too),
+    or a raw image body with k and category in the query string."""
+    k, categories, data = request.query.get("k"), request.query.getall("category", []), b""
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        upload = form.get("image")
+        if not isinstance(upload, web.FileField):
+            raise InvalidArgument("send the image as a multipart file field named 'image'")
+        data = upload.file.read()
+        k = str(form.get("k", k or "")) or k
+        categories = [str(c) for c in form.getall("category", [])] or categories
+    else:
+        data = await request.read()
+    query = SearchQuery(image=data, top_k=_int(k, "k", 0), categories=categories)
+    outcome = await asyncio.to_thread(request.app[CORE].search, query)
+    return web.json_response(outcome.as_dict())
+
+
+async def image(request: web.Request) -> web.FileResponse:
+    """GET /images/<id>: the saved file of an indexed image, found by its record id only."""
+    record = await asyncio.to_thread(request.app[CORE].record, request.match_info["id"])
+    path = Path(record.path)
+    if not path.is_file():
+        raise NotFound(f"image {record.id} is indexed but its file {path} is missing")
+    return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 when ChromaDB and the embedder answer, else 503 saying which."""
+    try:
+        await asyncio.to_thread(request.app[CORE].ping)
+    except FashionragError as exc:
+        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def categories(request: web.Request) -> web.Response:
+    """GET /api/categories: Fashionpedia's 46 category names."""
+    return web.json_response({"categories": list(CATEGORIES)})
+
+
+async def gallery(request: web.Request) -> web.Response:
+    """GET /: the gallery page (one static file, no build step)."""
+    page = resources.files("query_service").joinpath("static/index.html").read_text()
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(core: SearchCore) -> web.Application:
+    """The HTTP application over one SearchCore."""
+    app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
+    app[CORE] = core
+    app.router.add_get("/", gallery)
+    app.router.add_get("/api/search", search_text)
+    app.router.add_post("/api/search", search_image)
+    app.router.add_get("/api/categories", categories)
+    app.router.add_get("/images/{id}", image)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_http(core: SearchCore, host: str, port: int) -> web.AppRunner:
+    """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
+    runner = web.AppRunner(make_app(core), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)
+    return runner
