@@ -15,7 +15,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos test lint typecheck unit demo demo-stop sample-data bench clean
+.PHONY: setup protos browser test lint typecheck unit demo demo-stop sample-data bench eval clean
 
 setup: $(STAMP) protos
 
@@ -38,7 +38,15 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests scripts benchmarks
 
-test: lint typecheck
+# The gallery test drives Debian's Chromium headless; installed here when missing (as root).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make: the gallery test needs Chromium: sudo apt-get install chromium" >&2; \
+	    exit 1; fi; }
+
+test: lint typecheck browser
 	$(PY) -m pytest
 
 unit: setup
@@ -49,6 +57,10 @@ bench: setup
 	$(PY) -m benchmarks.bench_embedder
 	$(PY) -m benchmarks.bench_indexer
 	@echo "results: bench_results/*.md"
+
+# Against running services (make demo): precision@10 per category, bench_results/eval.md.
+eval: setup
+	$(PY) -m query_service eval --out bench_results/eval.md
 
 sample-data: setup
 	$(PY) -m indexer_service.sample_data ./sample_data --rows $(LIMIT)

@@ -163,6 +163,7 @@ def connect(url: str) -> Any:
 
     Raises:
         InvalidArgument: the URL is malformed.
+        Unavailable: no ChromaDB server answers there.
     """
     import chromadb
     from chromadb.config import Settings
@@ -170,12 +171,15 @@ def connect(url: str) -> Any:
     parsed = urlparse(url if "://" in url else f"http://{url}")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidArgument(f"--chroma {url!r} is not a URL such as http://127.0.0.1:8000")
-    return chromadb.HttpClient(
-        host=parsed.hostname,
-        port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-        ssl=parsed.scheme == "https",
-        settings=Settings(anonymized_telemetry=False),
-    )
+    try:
+        return chromadb.HttpClient(
+            host=parsed.hostname,
+            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+            ssl=parsed.scheme == "https",
+            settings=Settings(anonymized_telemetry=False),
+        )
+    except ValueError as exc:  # what the client raises when nothing answers
+        raise Unavailable(f"ChromaDB at {url} cannot be reached: {exc}") from exc
 
 
 def open_collection(

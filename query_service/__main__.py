@@ -5,22 +5,27 @@ from __future__ import annotations
 import asyncio
 import sys
 
-USAGE = """usage: python -m query_service {serve,search} ...
+USAGE = """usage: python -m query_service {serve,search,eval} ...
 
-  serve   run the Query gRPC service     (python -m query_service serve --help)
-  search  search by text or by image     (python -m query_service search --help)
+  serve   run the Query service: gRPC and HTTP  (python -m query_service serve --help)
+  search  search by text or by image            (python -m query_service search --help)
+  eval    precision@10 per garment category     (python -m query_service eval --help)
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ("serve", "search"):
+    if not argv or argv[0] not in ("serve", "search", "eval"):
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv[0] == "search":
         from query_service.cli import main as search_main
 
         return search_main(argv[1:])
+    if argv[0] == "eval":
+        from query_service.evaluate import main as eval_main
+
+        return eval_main(argv[1:])
     from pydantic_settings import CliApp
 
     from fashionrag.logs import setup_logging

@@ -34,9 +34,9 @@ async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamRe
         )
 
 
-def _int(value: str | None, name: str, default: int) -> int:
+def _int(value: str | None, name: str) -> int | None:
     if value is None or value == "":
-        return default
+        return None
     try:
         return int(value)
     except ValueError:
@@ -58,7 +58,7 @@ async def search_text(request: web.Request) -> web.Response:
         raise InvalidArgument("the q parameter is missing: /api/search?q=red+tops")
     query = SearchQuery(
         text=q,
-        top_k=_int(request.query.get("k"), "k", 0),
+        top_k=_int(request.query.get("k"), "k"),
         categories=request.query.getall("category", []),
         auto_category=_auto(request.query.get("auto_category")),
     )
@@ -80,7 +80,7 @@ async def search_image(request: web.Request) -> web.Response:
         categories = [str(c) for c in form.getall("category", [])] or categories
     else:
         data = await request.read()
-    query = SearchQuery(image=data, top_k=_int(k, "k", 0), categories=categories)
+    query = SearchQuery(image=data, top_k=_int(k, "k"), categories=categories)
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
     return web.json_response(outcome.as_dict())
 

@@ -38,7 +38,7 @@ class SearchQuery:
 
     text: str | None = None
     image: bytes | None = None
-    top_k: int = 0
+    top_k: int | None = None  # None: the default, 10
     categories: list[str] = field(default_factory=list)
     auto_category: bool | None = None
 
@@ -107,7 +107,7 @@ def validate(query: SearchQuery) -> tuple[int, list[str]]:
             )
     if query.image is not None and not query.image:
         raise InvalidArgument("the image query is empty (0 bytes)")
-    top_k = query.top_k or DEFAULT_TOP_K
+    top_k = DEFAULT_TOP_K if query.top_k is None else query.top_k
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidArgument(f"top_k is {query.top_k}; it must be between 1 and {MAX_TOP_K}")
     return top_k, validate_categories(query.categories)
@@ -136,7 +136,7 @@ class SearchCore:
         self.chroma_url = chroma_url
         self.collection_name = collection_name
         self.auto_category = auto_category
-        self._client = connect(chroma_url)
+        self._client: Any = None  # connected on first use, so the service starts without it
         self._collection: Any = None
         self._lock = threading.Lock()
         # Keyed by text alone: the cache is emptied whenever the collection is (re)opened, which
@@ -159,14 +159,16 @@ class SearchCore:
         with self._lock:
             if self._collection is None:
                 model = self.embedder.model_info(refresh=True)
-                try:
-                    self._collection = open_collection(
-                        self._client, self.collection_name, model, create=False
-                    )
-                except Unavailable as exc:
-                    raise Unavailable(f"ChromaDB at {self.chroma_url}: {exc}") from exc
+                self._collection = open_collection(
+                    self._chroma_client(), self.collection_name, model, create=False
+                )
                 self._text_vector.cache_clear()
             return self._collection
+
+    def _chroma_client(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.chroma_url)
+        return self._client
 
     def forget_collection(self) -> None:
         """Open (and check) the collection again on the next search."""
@@ -232,7 +234,7 @@ class SearchCore:
         Raises:
             Unavailable: naming the one that is down.
         """
-        self._chroma("heartbeat", self._client.heartbeat)
+        self._chroma("heartbeat", lambda: self._chroma_client().heartbeat())
         self.embedder.model_info(refresh=True)
 
     def _chroma(self, what: str, call: Any) -> Any:

@@ -18,7 +18,7 @@ def query_from_request(request: query_pb2.SearchRequest) -> SearchQuery:
     return SearchQuery(
         text=request.text if which == "text" else None,
         image=request.image if which == "image" else None,
-        top_k=request.top_k,
+        top_k=request.top_k or None,  # proto3: 0 is "not set"
         categories=list(request.categories),
         auto_category=auto.get(request.category_mode),
     )

@@ -54,6 +54,7 @@ class Server:
         self.env = env or child_env()
         self.process: subprocess.Popen[bytes] | None = None
         self.address = f"127.0.0.1:{port}"
+        self.http = ""  # the HTTP base URL, for servers that have one
 
     def start(self) -> Server:
         log = self.log_path.open("ab")
@@ -175,8 +176,9 @@ def start_query(
     *extra: str,
     port: int | None = None,
 ) -> Server:
-    """The query service, SERVING."""
+    """The query service, SERVING, its HTTP side on a free port too (`server.http`)."""
     port = port or free_port()
+    http_port = free_port()
     server = Server(
         "query",
         [
@@ -192,11 +194,14 @@ def start_query(
             chroma_url,
             "--collection",
             collection,
+            "--http-port",
+            str(http_port),
             *extra,
         ],
         port,
         log_path,
     )
+    server.http = f"http://127.0.0.1:{http_port}"
     server.start()
     wait_grpc_serving(server)
     return server

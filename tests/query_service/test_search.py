@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -16,45 +15,9 @@ from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
 from tests import servers
 from tests.conftest import DATASET_ROWS
+from tests.query_service.conftest import COLLECTION
 
 pytestmark = pytest.mark.integration
-
-COLLECTION = "query-tests"
-
-
-@pytest.fixture(scope="module")
-def indexed(
-    embedder: servers.Server,
-    chroma_url: str,
-    dataset_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
-    images = tmp_path_factory.mktemp("images")
-    result = servers.run_indexer(
-        "--embedder",
-        embedder.address,
-        "--chroma",
-        chroma_url,
-        "--dataset",
-        str(dataset_dir),
-        "--images-dir",
-        str(images),
-        "--collection",
-        COLLECTION,
-        "--limit",
-        "0",
-    )
-    assert result.returncode == 0, result.stderr
-    return images
-
-
-@pytest.fixture(scope="module")
-def query(
-    indexed: Path, embedder: servers.Server, chroma_url: str, logs_dir: Path
-) -> Iterator[servers.Server]:
-    server = servers.start_query(logs_dir / "query.log", embedder.address, chroma_url, COLLECTION)
-    yield server
-    server.stop()
 
 
 @pytest.fixture()
@@ -85,7 +48,7 @@ def test_indexed_image_finds_itself_first(
 
 
 def test_text_results_are_ordered_with_existing_files(stub: query_pb2_grpc.QueryStub) -> None:
-    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=10))
+    response = stub.Search(query_pb2.SearchRequest(text="something red", top_k=10))
     distances = [r.distance for r in response.results]
     assert len(distances) == 10
     assert distances == sorted(distances)
@@ -97,7 +60,7 @@ def test_text_results_are_ordered_with_existing_files(stub: query_pb2_grpc.Query
 
 
 def test_distances_match_the_collection(stub: query_pb2_grpc.QueryStub, chroma_url: str) -> None:
-    response = stub.Search(query_pb2.SearchRequest(text="a long dress", top_k=DATASET_ROWS))
+    response = stub.Search(query_pb2.SearchRequest(text="a long blue one", top_k=DATASET_ROWS))
     assert len(response.results) == DATASET_ROWS - 1  # everything but the corrupt image
     assert len({r.id for r in response.results}) == len(response.results)
     assert connect(chroma_url).get_collection(COLLECTION).count() == len(response.results)
@@ -188,18 +151,19 @@ def test_embedder_down_is_unavailable(chroma_url: str, logs_dir: Path, indexed: 
 
 
 def test_cli_prints_a_table(query: servers.Server) -> None:
-    result = search_cli(query, "red tops", "-k", "5")
+    result = search_cli(query, "something red", "-k", "5")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "query: red tops"
+    assert lines[0] == "query: something red"
     assert lines[1].split()[:3] == ["rank", "distance", "path"]
     assert len(lines) == 2 + 5
 
 
 def test_cli_json_follows_the_contract(query: servers.Server) -> None:
-    result = search_cli(query, "red tops", "-k", "4", "--json")
+    result = search_cli(query, "red tops", "-k", "4", "--json", "--no-auto-category")
     payload = json.loads(result.stdout)
     assert payload["query"] == "red tops"
+    assert payload["auto_category"] == ""
     results = payload["results"]
     assert [r["rank"] for r in results] == [1, 2, 3, 4]
     assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
@@ -223,3 +187,140 @@ def test_cli_needs_a_query(query: servers.Server) -> None:
     result = search_cli(query)
     assert result.returncode == 2
     assert "--image" in result.stderr
+
+
+def test_category_named_in_the_text_restricts_and_is_reported(
+    stub: query_pb2_grpc.QueryStub,
+) -> None:
+    tops = "top, t-shirt, sweatshirt"
+    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=100))
+    assert response.auto_category == tops
+    assert list(response.applied_categories) == [tops]
+    assert response.results and all(tops in r.categories for r in response.results)
+
+    off = stub.Search(
+        query_pb2.SearchRequest(
+            text="red tops", top_k=100, category_mode=query_pb2.CATEGORY_MODE_OFF
+        )
+    )
+    assert off.auto_category == "" and not off.applied_categories
+    assert len(off.results) > len(response.results)
+
+
+def test_explicit_categories_win_over_the_text(stub: query_pb2_grpc.QueryStub) -> None:
+    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=100, categories=["shoe"]))
+    assert response.auto_category == ""
+    assert list(response.applied_categories) == ["shoe"]
+    assert all("shoe" in r.categories for r in response.results)
+
+
+def test_cli_saves_a_contact_sheet(query: servers.Server, tmp_path: Path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "sheet.png"
+    result = search_cli(query, "something blue", "-k", "7", "--save-grid", str(out))
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as sheet:
+        assert sheet.format == "PNG"
+        assert sheet.width > 5 * 200 and sheet.height > 2 * 200  # 5 columns, 2 rows
+        # thumbnails were drawn: the sheet is not blank white
+        assert len(sheet.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
+
+
+def test_eval_arithmetic_matches_a_direct_computation(
+    query: servers.Server, chroma_url: str
+) -> None:
+    from query_service import evaluate
+
+    annotations = evaluate.collection_annotations(chroma_url, COLLECTION)
+    stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+    scores = evaluate.evaluate(stub, annotations, 10, categories=["dress", "shoe", "coat"])
+    metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
+    for score in scores:
+        holders = sum(1 for m in metas if score.category in (m.get("categories") or []))
+        assert score.base_rate == pytest.approx(holders / len(metas))
+        direct = stub.Search(
+            query_pb2.SearchRequest(
+                text=score.prompt, top_k=10, category_mode=query_pb2.CATEGORY_MODE_OFF
+            )
+        )
+        hits = sum(1 for r in direct.results if score.category in r.categories)
+        assert score.precision == pytest.approx(hits / len(direct.results))
+    table = evaluate.markdown(scores, 10, "t")
+    assert table.count("\n| ") == 2 + len(scores)  # the header, a row each, the mean
+
+
+def test_chroma_down_is_unavailable_and_the_service_recovers(
+    indexed: Path,
+    embedder: servers.Server,
+    tmp_path: Path,
+    logs_dir: Path,
+    dataset_dir: Path,
+) -> None:
+    data = tmp_path / "chroma"
+    chroma = servers.start_chroma(data, logs_dir / "chroma-q1.log")
+    url = f"http://{chroma.address}"
+    result = servers.run_indexer(
+        "--embedder",
+        embedder.address,
+        "--chroma",
+        url,
+        "--dataset",
+        str(dataset_dir),
+        "--images-dir",
+        str(tmp_path / "img"),
+        "--collection",
+        "recover",
+        "--limit",
+        "10",
+    )
+    assert result.returncode == 0, result.stderr
+    query = servers.start_query(logs_dir / "query-recover.log", embedder.address, url, "recover")
+    stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+    request = query_pb2.SearchRequest(text="something", top_k=3)
+    try:
+        assert len(stub.Search(request).results) == 3
+        chroma.stop()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "ChromaDB" in (info.value.details() or "")
+        chroma = servers.start_chroma(data, logs_dir / "chroma-q2.log", port=chroma.port)
+        assert len(stub.Search(request, timeout=30).results) == 3
+    finally:
+        query.stop()
+        chroma.stop()
+
+
+def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_dir: Path) -> None:
+    import httpx
+
+    metrics_port = servers.free_port()
+    embedder = servers.start_embedder(
+        logs_dir / "embedder-cache.log", "--metrics-port", str(metrics_port)
+    )
+    query = servers.start_query(
+        logs_dir / "query-cache.log", embedder.address, chroma_url, COLLECTION
+    )
+
+    def embed_calls() -> float:
+        page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in page.splitlines()
+            if line.startswith("fashionrag_embedder_requests_total{")
+            and 'method="EmbedTexts"' in line
+        )
+
+    try:
+        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+        first = stub.Search(query_pb2.SearchRequest(text="a cached query", top_k=5))
+        calls = embed_calls()
+        again = stub.Search(query_pb2.SearchRequest(text="a cached query", top_k=5))
+        assert embed_calls() == calls  # answered from the cache
+        assert [r.id for r in again.results] == [r.id for r in first.results]
+        stub.Search(query_pb2.SearchRequest(text="another query", top_k=5))
+        assert embed_calls() == calls + 1
+    finally:
+        query.stop()
+        embedder.stop()

@@ -1,0 +1,47 @@
+"""One indexed collection and one query service (gRPC and HTTP) for the query tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+COLLECTION = "query-tests"
+
+
+@pytest.fixture(scope="session")
+def indexed(
+    embedder: servers.Server,
+    chroma_url: str,
+    dataset_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    images = tmp_path_factory.mktemp("images")
+    result = servers.run_indexer(
+        "--embedder",
+        embedder.address,
+        "--chroma",
+        chroma_url,
+        "--dataset",
+        str(dataset_dir),
+        "--images-dir",
+        str(images),
+        "--collection",
+        COLLECTION,
+        "--limit",
+        "0",
+    )
+    assert result.returncode == 0, result.stderr
+    return images
+
+
+@pytest.fixture(scope="session")
+def query(
+    indexed: Path, embedder: servers.Server, chroma_url: str, logs_dir: Path
+) -> Iterator[servers.Server]:
+    server = servers.start_query(logs_dir / "query.log", embedder.address, chroma_url, COLLECTION)
+    yield server
+    server.stop()

@@ -1,0 +1,175 @@
+"""The query service's HTTP side and gallery page, against real servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from indexer_service.dataset import load_split
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+
+def get(query: servers.Server, path: str, **params: object) -> httpx.Response:
+    return httpx.get(f"{query.http}{path}", params=params, timeout=30)  # type: ignore[arg-type]
+
+
+def test_text_search_returns_the_json_contract(query: servers.Server) -> None:
+    response = get(query, "/api/search", q="something red", k=6)
+    assert response.status_code == 200
+    payload = response.json()
+    assert payload["query"] == "something red"
+    results = payload["results"]
+    assert [r["rank"] for r in results] == list(range(1, 7))
+    assert [r["distance"] for r in results] == sorted(r["distance"] for r in results)
+    assert {"rank", "id", "path", "distance", "categories"} <= set(results[0])
+    assert all(Path(r["path"]).is_file() for r in results)
+
+
+def test_http_and_the_cli_give_the_same_json(query: servers.Server) -> None:
+    http = get(query, "/api/search", q="a dark one", k=5, auto_category="off").json()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "query_service",
+            "search",
+            "a dark one",
+            "-k",
+            "5",
+            "--json",
+            "--no-auto-category",
+            "--address",
+            query.address,
+        ],
+        capture_output=True,
+        text=True,
+        env=servers.child_env(),
+        timeout=60,
+    )
+    assert json.loads(result.stdout) == http
+
+
+def test_category_parameter_filters(query: servers.Server) -> None:
+    payload = get(query, "/api/search", q="x", k=100, category="shoe").json()
+    assert payload["applied_categories"] == ["shoe"]
+    assert all("shoe" in r["categories"] for r in payload["results"])
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"q": "x", "k": 0}, "between 1 and 100"),
+        ({"q": "x", "k": 101}, "between 1 and 100"),
+        ({"q": "x", "k": "ten"}, "whole number"),
+        ({"k": 3}, "q parameter is missing"),
+        ({"q": "x", "category": "spaceship"}, "valid: shirt, blouse"),
+        ({"q": "x", "auto_category": "maybe"}, "on or off"),
+    ],
+)
+def test_bad_parameters_are_400_with_the_reason(
+    query: servers.Server, params: dict, message: str
+) -> None:
+    response = get(query, "/api/search", **params)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert response.json()["code"] == "INVALID_ARGUMENT"
+
+
+def test_uploaded_image_finds_itself_first(query: servers.Server, dataset_dir: Path) -> None:
+    row = next(iter(load_split(str(dataset_dir), "train").skip(3)))
+    files = {"image": ("photo.jpg", io.BytesIO(row["image"]["bytes"]), "image/jpeg")}
+    response = httpx.post(f"{query.http}/api/search", files=files, data={"k": "3"}, timeout=30)
+    assert response.status_code == 200, response.text
+    first = response.json()["results"][0]
+    assert first["id"] == f"train-{row['image_id']}"
+    assert first["distance"] == pytest.approx(0.0, abs=1e-4)
+    raw = httpx.post(
+        f"{query.http}/api/search?k=1",
+        content=row["image"]["bytes"],
+        headers={"Content-Type": "image/jpeg"},
+        timeout=30,
+    )
+    assert raw.json()["results"][0]["id"] == first["id"]
+
+
+def test_bad_upload_is_400(query: servers.Server) -> None:
+    files = {"image": ("x.jpg", io.BytesIO(b"not an image"), "image/jpeg")}
+    response = httpx.post(f"{query.http}/api/search", files=files, timeout=30)
+    assert response.status_code == 400
+    assert "cannot identify" in response.json()["error"]
+    missing = httpx.post(f"{query.http}/api/search", files={"other": ("x", b"x")}, timeout=30)
+    assert missing.status_code == 400 and "named 'image'" in missing.json()["error"]
+
+
+def test_indexed_image_is_served_by_id(query: servers.Server) -> None:
+    result = get(query, "/api/search", q="x", k=1).json()["results"][0]
+    response = get(query, f"/images/{result['id']}")
+    assert response.status_code == 200
+    assert response.content == Path(result["path"]).read_bytes()
+
+
+@pytest.mark.parametrize("image_id", ["train-999999", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"])
+def test_only_indexed_ids_are_served(query: servers.Server, image_id: str) -> None:
+    response = httpx.get(f"{query.http}/images/{image_id}", timeout=30)
+    assert response.status_code == 404
+    assert b"root:" not in response.content
+
+
+def test_healthz(query: servers.Server) -> None:
+    assert get(query, "/healthz").json() == {"status": "ok"}
+
+
+def test_healthz_names_the_backend_that_is_down(embedder: servers.Server, logs_dir: Path) -> None:
+    dead_chroma = f"http://127.0.0.1:{servers.free_port()}"
+    query = servers.start_query(
+        logs_dir / "query-nochroma.log", embedder.address, dead_chroma, "any"
+    )
+    try:
+        response = get(query, "/healthz")
+        assert response.status_code == 503
+        assert "ChromaDB" in response.json()["error"]
+    finally:
+        query.stop()
+
+
+def test_gallery_shows_results_as_images_in_a_browser(query: servers.Server) -> None:
+    chromium = "chromium"
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"{query.http}/?q=something+green&k=10",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    dom = result.stdout
+    images = re.findall(r"<img[^>]*>", dom)
+    results = [tag for tag in images if 'class="result"' in tag]
+    assert len(results) == 10, dom[-2000:]
+    # every image was fetched from /images/<id> and decoded by the browser
+    assert all('data-loaded="1"' in tag and 'src="/images/train-' in tag for tag in results)
+    assert "10 results for something green" in dom
+    assert dom.count('class="chip') == 46
