@@ -56,6 +56,7 @@ unit: setup
 bench: setup
 	$(PY) -m benchmarks.bench_embedder
 	$(PY) -m benchmarks.bench_indexer
+	$(PY) -m benchmarks.bench_query
 	@echo "results: bench_results/*.md"
 
 # Against running services (make demo): precision@10 per category, bench_results/eval.md.

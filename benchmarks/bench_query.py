@@ -1,0 +1,197 @@
+"""Search latency through the query service (gRPC) against a collection of 10,000 vectors, with 1
+and 8 concurrent callers, beside the bare cost of the same work in-process: the text embedded by
+the model directly and a direct ChromaDB query.
+
+    python -m benchmarks.bench_query [--vectors 10000] [--model ViT-B-32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from benchmarks.bench_indexer import chroma_server
+from benchmarks.common import ROOT, Embedder, free_port, write_results
+from embedder_service.client import EmbedderClient
+from embedder_service.model import OpenClipModel
+from embedder_service.settings import ModelSettings
+from fashionrag.collection import ImageRecord, connect, open_collection
+from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.v1 import query_pb2, query_pb2_grpc
+
+
+def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
+    """A collection of `n` random unit vectors with the contract's metadata, for this model."""
+    model = embedder.model_info()
+    collection = open_collection(connect(chroma_url), "bench", model, create=True)
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 2000):
+        count = min(2000, n - start)
+        vectors = rng.normal(size=(count, model.dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        records = [
+            ImageRecord(
+                f"train-{start + i}",
+                start + i,
+                "train",
+                f"/data/{start + i}.jpg",
+                640,
+                960,
+                (CATEGORIES[(start + i) % 27],),
+            )
+            for i in range(count)
+        ]
+        collection.upsert(
+            ids=[r.id for r in records],
+            embeddings=vectors.tolist(),
+            metadatas=[r.metadata() for r in records],
+        )
+
+
+def latencies(call: Callable[[str], object], texts: list[str], callers: int) -> list[float]:
+    """Per-call seconds when `callers` threads share `texts`."""
+
+    def timed(text: str) -> float:
+        started = time.perf_counter()
+        call(text)
+        return time.perf_counter() - started
+
+    with ThreadPoolExecutor(callers) as pool:
+        return list(pool.map(timed, texts))
+
+
+def p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_query")
+    parser.add_argument("--vectors", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=48)
+    parser.add_argument("--model", default="ViT-B-32")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    words = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
+    garments = ["dress", "tops", "jacket", "shoes", "skirt", "coat", "bag", "pants"]
+
+    def texts(tag: str) -> list[str]:  # all different: the service's cache must not help
+        return [
+            f"a {words[i % 8]} {garments[i // 8 % 8]} photo {tag}{i}" for i in range(args.queries)
+        ]
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        chroma, chroma_url = chroma_server(Path(tmp) / "chroma")
+        model_args = ["--model", args.model, "--pretrained", "none", "--device", "cpu"]
+        try:
+            with Embedder(*model_args) as embedder, EmbedderClient(embedder.address) as client:
+                fill(chroma_url, client, args.vectors)
+                port = free_port()
+                query = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "query_service",
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--http-port",
+                        "0",
+                        "--embedder",
+                        embedder.address,
+                        "--chroma",
+                        chroma_url,
+                        "--collection",
+                        "bench",
+                        "--auto-category",
+                        "off",
+                        "--log-level",
+                        "WARNING",
+                    ],
+                    cwd=ROOT,
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                )
+                try:
+                    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                    grpc.channel_ready_future(channel).result(timeout=60)
+                    stub = query_pb2_grpc.QueryStub(channel)
+
+                    def search(text: str) -> object:
+                        return stub.Search(query_pb2.SearchRequest(text=text, top_k=10), timeout=60)
+
+                    search("warm-up")
+                    service = {c: latencies(search, texts(f"s{c}-"), c) for c in (1, 8)}
+                finally:
+                    query.terminate()
+                    query.wait()
+            # The bare cost, with the embedder service gone: model in-process, direct query.
+            model = OpenClipModel.load(
+                ModelSettings.model_validate(
+                    {"model": args.model, "pretrained": "none", "device": "cpu"}
+                )
+            )
+            collection = connect(chroma_url).get_collection("bench")
+
+            def bare(text: str) -> object:
+                vector = model.embed_texts([text])[0][0]
+                return collection.query(
+                    query_embeddings=[vector.tolist()],
+                    n_results=10,
+                    include=["metadatas", "distances"],
+                )
+
+            bare("warm-up")
+            direct = {c: latencies(bare, texts(f"b{c}-"), c) for c in (1, 8)}
+        finally:
+            chroma.terminate()
+            chroma.wait()
+
+    for callers in (1, 8):
+        s, b = service[callers], direct[callers]
+        rows.append(
+            [
+                f"{callers}",
+                f"{p(s, 50):.0f}",
+                f"{p(s, 95):.0f}",
+                f"{p(b, 50):.0f}",
+                f"{p(b, 95):.0f}",
+                f"{p(s, 50) / p(b, 50):.2f}x",
+            ]
+        )
+    print(
+        write_results(
+            "query",
+            "Search latency (ms)",
+            f"{args.model} with random weights, CPU, {args.vectors} vectors in ChromaDB, top 10, "
+            f"{args.queries} distinct text queries per row (the text cache never hits)",
+            [
+                "concurrent callers",
+                "service p50",
+                "service p95",
+                "bare p50",
+                "bare p95",
+                "service / bare (p50)",
+            ],
+            rows,
+            [
+                "- bare: the same text embedded by the model in-process plus a direct "
+                "ChromaDB query, no gRPC, no embedder service."
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
