@@ -169,8 +169,12 @@ class EmbedderClient:
         return self._info
 
     @_translate_errors
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
         """Embed texts; returns a (len(texts), dimension) float32 array, L2-normalised rows.
+
+        Args:
+            texts: the texts.
+            timeout: this call's deadline in seconds (default: the client's).
 
         Raises:
             InvalidArgument: no text, or an empty one.
@@ -182,14 +186,14 @@ class EmbedderClient:
         for start in range(0, len(texts), limit):
             response = self._stub.EmbedTexts(
                 embedder_pb2.EmbedTextsRequest(texts=list(texts[start : start + limit])),
-                timeout=self.timeout,
+                timeout=timeout or self.timeout,
             )
             parts.append(np.array([r.embedding.values for r in response.results], dtype=np.float32))
         return np.concatenate(parts)
 
-    def embed_text(self, text: str) -> np.ndarray:
+    def embed_text(self, text: str, timeout: float | None = None) -> np.ndarray:
         """Embed one text; returns its (dimension,) vector."""
-        return self.embed_texts([text])[0]
+        return self.embed_texts([text], timeout)[0]
 
     def _chunks(
         self, inputs: list[embedder_pb2.ImageInput]
@@ -208,16 +212,19 @@ class EmbedderClient:
             yield chunk
 
     @_translate_errors
-    def embed_images(self, images: Sequence[bytes | tuple[str, bytes]]) -> list[ImageEmbedding]:
+    def embed_images(
+        self, images: Sequence[bytes | tuple[str, bytes]], timeout: float | None = None
+    ) -> list[ImageEmbedding]:
         """Embed encoded images, given as bytes or (id, bytes); one outcome per image, in order.
 
         An image that cannot be decoded gets an `error` and no vector; the others are embedded.
+        `timeout` is each request's deadline in seconds (default: the client's).
         """
         inputs = [_as_input(item, i) for i, item in enumerate(images)]
         outcomes: list[ImageEmbedding] = []
         for chunk in self._chunks(inputs):
             response = self._stub.EmbedImages(
-                embedder_pb2.EmbedImagesRequest(images=chunk), timeout=self.timeout
+                embedder_pb2.EmbedImagesRequest(images=chunk), timeout=timeout or self.timeout
             )
             for r in response.results:
                 if r.HasField("embedding"):
@@ -227,13 +234,13 @@ class EmbedderClient:
                     outcomes.append(ImageEmbedding(r.id, None, r.error.message))
         return outcomes
 
-    def embed_image(self, data: bytes) -> np.ndarray:
+    def embed_image(self, data: bytes, timeout: float | None = None) -> np.ndarray:
         """Embed one encoded image; returns its vector.
 
         Raises:
             InvalidArgument: the image cannot be decoded (the message says why).
         """
-        (outcome,) = self.embed_images([data])
+        (outcome,) = self.embed_images([data], timeout)
         if outcome.vector is None:
             raise InvalidArgument(f"image: {outcome.error}")
         return outcome.vector

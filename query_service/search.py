@@ -3,12 +3,12 @@ a small cache when repeated), look up ChromaDB."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import cachetools
 import numpy as np
 
 from embedder_service.client import EmbedderClient
@@ -141,11 +141,22 @@ class SearchCore:
         self._lock = threading.Lock()
         # Keyed by text alone: the cache is emptied whenever the collection is (re)opened, which
         # is when the embedder's model is checked again.
-        self._text_vector = functools.lru_cache(maxsize=cache_size)(self._embed_text)
+        self._cache: cachetools.LRUCache[str, np.ndarray] | None = (
+            cachetools.LRUCache(maxsize=cache_size) if cache_size else None
+        )
+        self._cache_lock = threading.Lock()
 
-    def _embed_text(self, text: str) -> np.ndarray:
-        vector = self.embedder.embed_text(text)
+    def _text_vector(self, text: str, timeout: float | None) -> np.ndarray:
+        if self._cache is None:
+            return self.embedder.embed_text(text, timeout)
+        with self._cache_lock:
+            cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        vector = self.embedder.embed_text(text, timeout)
         vector.flags.writeable = False  # shared by every caller of the cache
+        with self._cache_lock:
+            self._cache[text] = vector
         return vector
 
     def collection(self) -> Any:
@@ -162,7 +173,9 @@ class SearchCore:
                 self._collection = open_collection(
                     self._chroma_client(), self.collection_name, model, create=False
                 )
-                self._text_vector.cache_clear()
+                if self._cache is not None:
+                    with self._cache_lock:
+                        self._cache.clear()
             return self._collection
 
     def _chroma_client(self) -> Any:
@@ -175,8 +188,11 @@ class SearchCore:
         with self._lock:
             self._collection = None
 
-    def search(self, query: SearchQuery) -> SearchOutcome:
+    def search(self, query: SearchQuery, timeout: float | None = None) -> SearchOutcome:
         """Run one search; results in ascending distance.
+
+        `timeout` (seconds) is what is left of the caller's deadline: the embedder call gets no
+        more than that.
 
         Raises:
             FashionragError: a bad query (InvalidArgument), a model mismatch
@@ -190,10 +206,10 @@ class SearchCore:
             if use_auto and not categories:
                 auto = category_named_in(query.text) or ""
                 categories = [auto] if auto else []
-            vector = self._text_vector(query.text)
+            vector = self._text_vector(query.text, timeout)
         else:
             assert query.image is not None
-            vector = self.embedder.embed_image(query.image)
+            vector = self.embedder.embed_image(query.image, timeout)
         result = self._chroma(
             "query",
             lambda: collection.query(

@@ -60,5 +60,7 @@ class QueryServicer(query_pb2_grpc.QueryServicer):
     ) -> query_pb2.SearchResponse:
         # The core blocks on the embedder and ChromaDB; a worker thread keeps the loop free
         # for other calls and for health checks.
-        outcome = await asyncio.to_thread(self.core.search, query_from_request(request))
+        outcome = await asyncio.to_thread(
+            self.core.search, query_from_request(request), context.time_remaining()
+        )
         return response_from_outcome(outcome)

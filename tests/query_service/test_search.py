@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -321,6 +322,50 @@ def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_d
         assert [r.id for r in again.results] == [r.id for r in first.results]
         stub.Search(query_pb2.SearchRequest(text="another query", top_k=5))
         assert embed_calls() == calls + 1
+    finally:
+        query.stop()
+        embedder.stop()
+
+
+def test_callers_deadline_reaches_the_embedder(
+    indexed: Path, chroma_url: str, logs_dir: Path
+) -> None:
+    import httpx
+
+    metrics_port = servers.free_port()
+    # A long batching window makes every embed call slower than the caller's deadline.
+    embedder = servers.start_embedder(
+        logs_dir / "embedder-deadline.log",
+        "--max-delay-ms",
+        "1500",
+        "--metrics-port",
+        str(metrics_port),
+    )
+    query = servers.start_query(
+        logs_dir / "query-deadline.log", embedder.address, chroma_url, COLLECTION
+    )
+
+    def embedded_texts() -> float:
+        page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        line = next(
+            (
+                x
+                for x in page.splitlines()
+                if x.startswith('fashionrag_embedder_items_total{kind="texts"}')
+            ),
+            "x 0",
+        )
+        return float(line.rsplit(" ", 1)[1])
+
+    try:
+        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+        stub.Search(query_pb2.SearchRequest(text="warm", top_k=1), timeout=30)  # checks model
+        before = embedded_texts()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Search(query_pb2.SearchRequest(text="too slow for me", top_k=3), timeout=0.5)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(2)  # past the batching window: the text would have been embedded by now
+        assert embedded_texts() == before  # the embedder gave up with the caller
     finally:
         query.stop()
         embedder.stop()
