@@ -15,7 +15,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos browser test lint typecheck unit demo demo-stop sample-data bench eval clean
+.PHONY: setup protos browser test lint typecheck unit demo demo-stop sample-data bench eval smoke clean
 
 setup: $(STAMP) protos
 
@@ -62,6 +62,10 @@ bench: setup
 # Against running services (make demo): precision@10 per category, bench_results/eval.md.
 eval: setup
 	$(PY) -m query_service eval --out bench_results/eval.md
+
+# The whole compose stack, built offline and checked on this machine (deploy/smoke.sh; ~10 min).
+smoke: setup
+	bash deploy/smoke.sh
 
 sample-data: setup
 	$(PY) -m indexer_service.sample_data ./sample_data --rows $(LIMIT)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ParamSpec, TypeVar
 
 import grpc
@@ -59,7 +59,8 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The embedder's model: what a collection records and compares."""
+    """The embedder's model (the ModelInfo message as plain Python): what a collection records
+    and compares."""
 
     model_name: str
     pretrained: str
@@ -155,17 +156,8 @@ class EmbedderClient:
         """The embedder's model (asked once, then remembered unless `refresh`)."""
         if self._info is None or refresh:
             m = self._stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=self.timeout)
-            self._info = ModelInfo(
-                model_name=m.model_name,
-                pretrained=m.pretrained,
-                dimension=m.dimension,
-                device=m.device,
-                precision=m.precision,
-                context_length=m.context_length,
-                image_size=m.image_size,
-                seed=m.seed,
-                max_batch_items=m.max_batch_items,
-            )
+            # The dataclass mirrors the message field for field.
+            self._info = ModelInfo(**{f.name: getattr(m, f.name) for f in fields(ModelInfo)})
         return self._info
 
     @_translate_errors

@@ -39,6 +39,11 @@ class _LoadingServicer(EmbedderServicer):
     def engine(self, engine: EmbedEngine) -> None:
         self._engine = engine
 
+    async def close(self) -> None:
+        """Stop the engine's workers, if the model got loaded."""
+        if self._engine is not None:
+            await self._engine.close()
+
 
 async def serve(settings: EmbedderSettings) -> None:
     """Listen at once (health NOT_SERVING), load the model, serve until SIGTERM."""
@@ -68,5 +73,4 @@ async def serve(settings: EmbedderSettings) -> None:
     try:
         await service.run(ready=load)
     finally:
-        if servicer._engine is not None:
-            await servicer._engine.close()
+        await servicer.close()

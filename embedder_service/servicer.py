@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import grpc
 
 from embedder_service.engine import EmbedEngine, ImageOutcome
@@ -11,18 +13,9 @@ from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 
 
 def model_info_message(desc: ModelDescription, max_batch_items: int) -> embedder_pb2.ModelInfo:
-    """The ModelInfo message of a loaded model."""
-    return embedder_pb2.ModelInfo(
-        model_name=desc.model_name,
-        pretrained=desc.pretrained,
-        dimension=desc.dimension,
-        device=desc.device,
-        precision=desc.precision,
-        context_length=desc.context_length,
-        image_size=desc.image_size,
-        seed=desc.seed,
-        max_batch_items=max_batch_items,
-    )
+    """The ModelInfo message of a loaded model (its fields are the description's, plus the
+    request limit)."""
+    return embedder_pb2.ModelInfo(**asdict(desc), max_batch_items=max_batch_items)
 
 
 def _image_result(outcome: ImageOutcome) -> embedder_pb2.ImageResult:

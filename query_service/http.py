@@ -69,14 +69,15 @@ async def search_text(request: web.Request) -> web.Response:
 async def search_image(request: web.Request) -> web.Response:
     """POST /api/search: an image file as multipart field `image` (k and category fields too),
     or a raw image body with k and category in the query string."""
-    k, categories, data = request.query.get("k"), request.query.getall("category", []), b""
+    k = request.query.get("k")
+    categories = request.query.getall("category", [])
     if request.content_type.startswith("multipart/"):
         form = await request.post()
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
             raise InvalidArgument("send the image as a multipart file field named 'image'")
         data = upload.file.read()
-        k = str(form.get("k", k or "")) or k
+        k = str(form["k"]) if "k" in form else k
         categories = [str(c) for c in form.getall("category", [])] or categories
     else:
         data = await request.read()
