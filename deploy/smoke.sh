@@ -21,6 +21,7 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
 export COMPOSE_PROFILES=cpu BASE_IMAGE=fashionrag-base:bookworm OFFLINE_BUILD=1 \
+  CHROMA_IMAGE=fashionrag-chroma:1.5.9 \
   EMBEDDER_MODEL=/opt/fashionrag/configs/tiny-clip.json EMBEDDER_PRETRAINED=none \
   QUERY_HTTP_PORT=$HTTP_PORT QUERY_GRPC_PORT=$GRPC_PORT COLLECTION=smoke
 if command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else COMPOSE=(docker compose); fi
@@ -66,6 +67,9 @@ printf 'chromadb==1.5.9\ngrpcio-tools==1.85.1\nsetuptools>=69\n' >>"$WORK/requir
   -r "$WORK/requirements.txt" 2>&1 | grep -v '^WARNING: Location' || true
 
 say "build images"
+# ChromaDB's server from the chromadb package, standing in for chromadb/chroma:1.5.9.
+docker build -q -f deploy/Dockerfile.chroma --build-arg BASE_IMAGE="$BASE_IMAGE" \
+  --build-arg PIP_NO_INDEX=1 -t "$CHROMA_IMAGE" .
 compose build
 
 say "dataset (generated, Fashionpedia's schema)"
