@@ -24,7 +24,11 @@ export COMPOSE_PROFILES=cpu BASE_IMAGE=fashionrag-base:bookworm OFFLINE_BUILD=1 
   CHROMA_IMAGE=fashionrag-chroma:1.5.9 \
   EMBEDDER_MODEL=/opt/fashionrag/configs/tiny-clip.json EMBEDDER_PRETRAINED=none \
   QUERY_HTTP_PORT=$HTTP_PORT QUERY_GRPC_PORT=$GRPC_PORT COLLECTION=smoke
-if command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else COMPOSE=(docker compose); fi
+# Compose v1 (Debian's docker-compose) where present, else the v2 plugin; SMOKE_COMPOSE="docker
+# compose" picks v2 where both are installed.
+if [ -n "${SMOKE_COMPOSE:-}" ]; then read -r -a COMPOSE <<<"$SMOKE_COMPOSE"
+elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose)
+else COMPOSE=(docker compose); fi
 compose() { "${COMPOSE[@]}" -p fashionrag-smoke -f deploy/docker-compose.yml "$@"; }
 
 say "docker"
@@ -32,7 +36,7 @@ if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null \
    || ! command -v docker-compose >/dev/null; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
-  COMPOSE=(docker-compose)
+  [ -n "${SMOKE_COMPOSE:-}" ] || COMPOSE=(docker-compose)
 fi
 DOCKERD_PID=""
 if ! docker info >/dev/null 2>&1; then
