@@ -49,6 +49,14 @@ cleanup() {
   status=$?
   say "teardown"
   compose down -v --remove-orphans >/dev/null 2>&1 || true
+  # The images weigh ~10 GB with their build stages: leave nothing to pile up run after run
+  # (SMOKE_KEEP_IMAGES=1 keeps them, and the build cache, for a faster next run).
+  if [ "${SMOKE_KEEP_IMAGES:-0}" != 1 ]; then
+    docker rmi -f "fashionrag-embedder:${FASHIONRAG_TAG:-latest}" \
+      "fashionrag-app:${FASHIONRAG_TAG:-latest}" "$CHROMA_IMAGE" >/dev/null 2>&1 || true
+    docker image prune -f >/dev/null 2>&1 || true
+    docker builder prune -af >/dev/null 2>&1 || true
+  fi
   if [ -n "$DOCKERD_PID" ]; then kill "$DOCKERD_PID" 2>/dev/null; wait "$DOCKERD_PID" 2>/dev/null || true; fi
   [ $status -eq 0 ] && say "smoke test passed in ${SECONDS}s"
   exit $status
