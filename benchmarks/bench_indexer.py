@@ -17,37 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, Embedder, free_port, write_results
+from benchmarks.common import ROOT, Embedder, chroma_server, write_results
 from fashionrag.collection import connect
 from indexer_service import sample_data
 from indexer_service.dataset import iter_rows, load_split
 from indexer_service.pipeline import save_original
-
-
-def chroma_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "chroma"),
-            "run",
-            "--path",
-            str(data),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            connect(url).heartbeat()
-            return process, url
-        except Exception:
-            time.sleep(0.2)
-    raise RuntimeError("chroma did not start")
 
 
 def original_way(model: str, files: list[Path], chroma_url: str, batch: int) -> float:

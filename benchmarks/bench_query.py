@@ -22,8 +22,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks.bench_indexer import chroma_server
-from benchmarks.common import ROOT, Embedder, free_port, write_results
+from benchmarks.common import ROOT, Embedder, chroma_server, free_port, write_results
 from embedder_service.client import EmbedderClient
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import ModelSettings

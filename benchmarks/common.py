@@ -16,6 +16,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fashionrag.collection import connect
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench_results"
 
@@ -119,3 +121,30 @@ def write_results(
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text(text)
     return text
+
+
+def chroma_server(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`chroma run` on a free loopback port, data under `data`: the process and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "chroma"),
+            "run",
+            "--path",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            connect(url).heartbeat()
+            return process, url
+        except Exception:
+            time.sleep(0.2)
+    raise RuntimeError("chroma did not start")

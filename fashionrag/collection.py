@@ -218,14 +218,16 @@ def open_collection(
     except (NotFound, ModelMismatch):
         raise
     except Exception as exc:
-        if _is_connection_error(exc):
+        if is_unreachable(exc):
             raise Unavailable(f"ChromaDB cannot be reached: {exc}") from exc
         raise
     check_model(name, collection.metadata, model)
     return collection
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether an error of the ChromaDB client means the server could not be reached (rather
+    than that it refused the request): the one test the indexer and the query service share."""
     import httpx
 
-    return isinstance(exc, (httpx.TransportError, ConnectionError, OSError))
+    return isinstance(exc, httpx.TransportError | ConnectionError)

@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from embedder_service.client import EmbedderClient, ImageEmbedding
-from fashionrag.collection import ImageRecord, record_id
+from fashionrag.collection import ImageRecord, is_unreachable, record_id
 from fashionrag.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from indexer_service.dataset import DatasetRow
 
@@ -97,11 +97,9 @@ def save_original(images_dir: Path, split: str, row: DatasetRow) -> Path:
 
 def _transient(exc: BaseException) -> bool:
     """Faults worth waiting out: a backend restarting, overloaded or unreachable for a while."""
-    if isinstance(exc, Unavailable | ResourceExhausted | DeadlineExceeded):
-        return True
-    import httpx
-
-    return isinstance(exc, httpx.TransportError | ConnectionError)
+    return isinstance(exc, Unavailable | ResourceExhausted | DeadlineExceeded) or is_unreachable(
+        exc
+    )
 
 
 @dataclass

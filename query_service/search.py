@@ -16,6 +16,7 @@ from fashionrag.collection import (
     ImageRecord,
     category_filter,
     connect,
+    is_unreachable,
     open_collection,
     validate_categories,
 )
@@ -259,12 +260,10 @@ class SearchCore:
         except FashionragError:
             raise
         except Exception as exc:
-            import httpx
-
             # A collection dropped and re-created (--recreate) has a new id: open it again next
             # time; a server that went away is reached again on the next call.
             self.forget_collection()
-            if isinstance(exc, httpx.TransportError | ConnectionError):
+            if is_unreachable(exc):
                 raise Unavailable(
                     f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
                 ) from exc
