@@ -17,9 +17,8 @@ mkdir -p "$WORK"
 say() { printf '\n== [%4ss] %s\n' "$SECONDS" "$*"; }
 fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HTTP_PORT=$(free_port)
-GRPC_PORT=$(free_port)
+# Two distinct free ports, from the same helper the tests use.
+read -r HTTP_PORT GRPC_PORT < <("$PY" -c 'from tests.servers import free_port; print(free_port(), free_port())')
 export COMPOSE_PROFILES=cpu BASE_IMAGE=fashionrag-base:bookworm OFFLINE_BUILD=1 \
   CHROMA_IMAGE=fashionrag-chroma:1.5.9 \
   EMBEDDER_MODEL=/opt/fashionrag/configs/tiny-clip.json EMBEDDER_PRETRAINED=none \
