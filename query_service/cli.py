@@ -15,6 +15,7 @@ from fashionrag.errors import FashionragError, from_rpc_error
 from fashionrag.grpc_server import CHANNEL_OPTIONS
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.contact_sheet import save_contact_sheet
+from query_service.json_contract import response_dict
 
 
 def _env(name: str, default: str) -> str:
@@ -74,32 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the answer (default 30)",
     )
     return parser
-
-
-def result_dict(r: query_pb2.SearchResult) -> dict[str, Any]:
-    """One result as the JSON contract spells it."""
-    return {
-        "rank": r.rank,
-        "id": r.id,
-        "path": r.path,
-        "distance": round(r.distance, 6),
-        "score": round(r.score, 6),
-        "categories": list(r.categories),
-        "width": r.width,
-        "height": r.height,
-        "image_id": r.image_id,
-        "split": r.split,
-    }
-
-
-def response_dict(response: query_pb2.SearchResponse) -> dict[str, Any]:
-    """The whole response as the JSON contract spells it."""
-    return {
-        "query": response.query,
-        "applied_categories": list(response.applied_categories),
-        "auto_category": response.auto_category,
-        "results": [result_dict(r) for r in response.results],
-    }
 
 
 def format_table(payload: dict[str, Any]) -> str:

@@ -67,29 +67,6 @@ class SearchOutcome:
     applied_categories: list[str]
     auto_category: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON contract: the same object from the CLI's --json and GET /api/search."""
-        return {
-            "query": self.query,
-            "applied_categories": self.applied_categories,
-            "auto_category": self.auto_category,
-            "results": [
-                {
-                    "rank": h.rank,
-                    "id": h.record.id,
-                    "path": h.record.path,
-                    "distance": round(h.distance, 6),
-                    "score": round(h.score, 6),
-                    "categories": list(h.record.categories),
-                    "width": h.record.width,
-                    "height": h.record.height,
-                    "image_id": h.record.image_id,
-                    "split": h.record.split,
-                }
-                for h in self.hits
-            ],
-        }
-
 
 def validate(query: SearchQuery) -> tuple[int, list[str]]:
     """Check a query; return its effective top_k and categories.
