@@ -138,7 +138,7 @@ def test_collection_of_another_model_is_refused(
     index(embedder, chroma_url, dataset_dir, tmp_path, collection_name, "--limit", "2")
     other = servers.start_embedder(logs_dir / "embedder-seed1.log", seed=1)
     try:
-        result = servers.run_indexer(
+        args = [
             "--embedder",
             other.address,
             "--chroma",
@@ -151,25 +151,12 @@ def test_collection_of_another_model_is_refused(
             collection_name,
             "--limit",
             "2",
-        )
+        ]
+        result = servers.run_indexer(*args)
         assert result.returncode == 2
         assert "seed 0" in result.stderr and "seed 1" in result.stderr
         assert "--recreate" in result.stderr
-        again = servers.run_indexer(
-            "--embedder",
-            other.address,
-            "--chroma",
-            chroma_url,
-            "--dataset",
-            str(dataset_dir),
-            "--images-dir",
-            str(tmp_path),
-            "--collection",
-            collection_name,
-            "--limit",
-            "2",
-            "--recreate",
-        )
+        again = servers.run_indexer(*args, "--recreate")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout.splitlines()[-1])["indexed"] == 2
     finally:
