@@ -22,6 +22,7 @@ from fashionrag.collection import connect
 from indexer_service import sample_data
 from indexer_service.dataset import iter_rows, load_split
 from indexer_service.pipeline import save_original
+from tests.servers import indexer_args
 
 
 def original_way(model: str, files: list[Path], chroma_url: str, batch: int) -> float:
@@ -53,22 +54,19 @@ def fashionrag_way(
                 sys.executable,
                 "-m",
                 "indexer_service",
-                "--embedder",
-                embedder.address,
-                "--chroma",
-                chroma_url,
-                "--dataset",
-                str(dataset),
-                "--images-dir",
-                str(images),
-                "--collection",
-                "fashionrag",
-                "--limit",
-                "0",
-                "--concurrency",
-                str(concurrency),
-                "--log-level",
-                "WARNING",
+                *indexer_args(
+                    embedder.address,
+                    chroma_url,
+                    dataset,
+                    images,
+                    "fashionrag",
+                    "--limit",
+                    "0",
+                    "--concurrency",
+                    str(concurrency),
+                    "--log-level",
+                    "WARNING",
+                ),
             ],
             cwd=ROOT,
             capture_output=True,

@@ -226,6 +226,25 @@ def start_query(
     return server
 
 
+def indexer_args(
+    embedder: str, chroma_url: str, dataset: Path, images: Path, collection: str, *extra: str
+) -> list[str]:
+    """The arguments of `python -m indexer_service` that every run here names, then `extra`."""
+    return [
+        "--embedder",
+        embedder,
+        "--chroma",
+        chroma_url,
+        "--dataset",
+        str(dataset),
+        "--images-dir",
+        str(images),
+        "--collection",
+        collection,
+        *extra,
+    ]
+
+
 def run_indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run `python -m indexer_service` to the end; stdout's last line is its JSON summary."""
     return subprocess.run(

@@ -25,19 +25,9 @@ def index(
     *extra: str,
 ) -> dict:
     result = servers.run_indexer(
-        "--embedder",
-        embedder.address,
-        "--chroma",
-        chroma_url,
-        "--dataset",
-        str(dataset),
-        "--images-dir",
-        str(images),
-        "--collection",
-        collection,
-        "--batch-size",
-        "8",
-        *extra,
+        *servers.indexer_args(
+            embedder.address, chroma_url, dataset, images, collection, "--batch-size", "8", *extra
+        )
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -138,20 +128,9 @@ def test_collection_of_another_model_is_refused(
     index(embedder, chroma_url, dataset_dir, tmp_path, collection_name, "--limit", "2")
     other = servers.start_embedder(logs_dir / "embedder-seed1.log", seed=1)
     try:
-        args = [
-            "--embedder",
-            other.address,
-            "--chroma",
-            chroma_url,
-            "--dataset",
-            str(dataset_dir),
-            "--images-dir",
-            str(tmp_path),
-            "--collection",
-            collection_name,
-            "--limit",
-            "2",
-        ]
+        args = servers.indexer_args(
+            other.address, chroma_url, dataset_dir, tmp_path, collection_name, "--limit", "2"
+        )
         result = servers.run_indexer(*args)
         assert result.returncode == 2
         assert "seed 0" in result.stderr and "seed 1" in result.stderr

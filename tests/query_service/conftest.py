@@ -21,18 +21,9 @@ def indexed(
 ) -> Path:
     images = tmp_path_factory.mktemp("images")
     result = servers.run_indexer(
-        "--embedder",
-        embedder.address,
-        "--chroma",
-        chroma_url,
-        "--dataset",
-        str(dataset_dir),
-        "--images-dir",
-        str(images),
-        "--collection",
-        COLLECTION,
-        "--limit",
-        "0",
+        *servers.indexer_args(
+            embedder.address, chroma_url, dataset_dir, images, COLLECTION, "--limit", "0"
+        )
     )
     assert result.returncode == 0, result.stderr
     return images

@@ -262,18 +262,9 @@ def test_chroma_down_is_unavailable_and_the_service_recovers(
     chroma = servers.start_chroma(data, logs_dir / "chroma-q1.log")
     url = f"http://{chroma.address}"
     result = servers.run_indexer(
-        "--embedder",
-        embedder.address,
-        "--chroma",
-        url,
-        "--dataset",
-        str(dataset_dir),
-        "--images-dir",
-        str(tmp_path / "img"),
-        "--collection",
-        "recover",
-        "--limit",
-        "10",
+        *servers.indexer_args(
+            embedder.address, url, dataset_dir, tmp_path / "img", "recover", "--limit", "10"
+        )
     )
     assert result.returncode == 0, result.stderr
     query = servers.start_query(logs_dir / "query-recover.log", embedder.address, url, "recover")
