@@ -54,6 +54,12 @@ CATEGORIES: tuple[str, ...] = (
     "tassel",
 )
 
+# Fashionpedia's first 27 categories are whole garments and accessories (records of their own at
+# the garment grain); the other 19 are garment parts (sleeve, neckline, zipper...), which stay
+# attributes of the photo.
+GARMENTS: tuple[str, ...] = CATEGORIES[:27]
+PARTS: tuple[str, ...] = CATEGORIES[27:]
+
 SPLITS: tuple[str, ...] = ("train", "val")
 
 # Everyday words for categories, beyond the words of their names.

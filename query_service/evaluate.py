@@ -20,12 +20,9 @@ from pathlib import Path
 import grpc
 
 from fashionrag.collection import DEFAULT_COLLECTION, KEY_CATEGORIES, connect
-from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.fashionpedia import GARMENTS
 from fashionrag.grpc_server import CHANNEL_OPTIONS
 from fashionrag.v1 import query_pb2, query_pb2_grpc
-
-# Fashionpedia's whole garments and accessories; the rest (hood, collar, sleeve...) are parts.
-GARMENTS: tuple[str, ...] = CATEGORIES[:27]
 
 
 @dataclass(frozen=True)
