@@ -15,62 +15,21 @@ errors, translated in one place.
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
-from typing import ParamSpec, TypeVar
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
-import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fashionrag.errors import FashionragError, InvalidArgument, Unavailable, from_rpc_error
-from fashionrag.grpc_server import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES
+from fashionrag.errors import FashionragError, InvalidArgument
+from fashionrag.grpc_client import GrpcClient, translate_errors
+from fashionrag.grpc_options import MAX_MESSAGE_BYTES
+from fashionrag.model_info import ModelInfo
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 
 SERVICE_NAME = "fashionrag.v1.Embedder"
 
-# gRPC's own machinery does the spreading, the health-aware picking and the retries.
-SERVICE_CONFIG = {
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": SERVICE_NAME},
-    "methodConfig": [
-        {
-            "name": [{"service": SERVICE_NAME}],
-            "waitForReady": True,
-            "retryPolicy": {
-                "maxAttempts": 5,
-                "initialBackoff": "0.2s",
-                "maxBackoff": "5s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
-            },
-        }
-    ],
-}
-
 # Leave room for the message framing around the image bytes.
 _MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The embedder's model (the ModelInfo message as plain Python): what a collection records
-    and compares."""
-
-    model_name: str
-    pretrained: str
-    dimension: int
-    device: str
-    precision: str
-    context_length: int
-    image_size: int
-    seed: int
-    max_batch_items: int
 
 
 @dataclass(frozen=True)
@@ -84,28 +43,13 @@ class ImageEmbedding:
     height: int = 0
 
 
-def _translate_errors(method: Callable[P, R]) -> Callable[P, R]:
-    """Turn gRPC errors of a client method into fashionrag's domain errors."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(*args, **kwargs)
-        except grpc.RpcError as exc:
-            client = args[0]
-            assert isinstance(client, EmbedderClient)
-            raise from_rpc_error(exc, f"embedder at {client.target}") from exc
-
-    return wrapper
-
-
 def _as_input(item: bytes | tuple[str, bytes], index: int) -> embedder_pb2.ImageInput:
     if isinstance(item, tuple):
         return embedder_pb2.ImageInput(id=item[0], data=item[1])
     return embedder_pb2.ImageInput(id=str(index), data=item)
 
 
-class EmbedderClient:
+class EmbedderClient(GrpcClient):
     """A connection to one embedder address, or to every replica behind a DNS name.
 
     Args:
@@ -113,54 +57,27 @@ class EmbedderClient:
         timeout: the deadline of each call, in seconds.
     """
 
+    service_name = SERVICE_NAME
+    label = "embedder"
+    # A full queue is worth a retry too: another replica, or a moment later, has room.
+    retryable = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
+
     def __init__(self, target: str, timeout: float = 60.0) -> None:
-        self.target = target
-        self.timeout = timeout
-        options = [*CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(SERVICE_CONFIG))]
-        self._channel = grpc.insecure_channel(target, options=options)
-        self._stub = embedder_pb2_grpc.EmbedderStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        super().__init__(target, timeout)
+        self._stub = embedder_pb2_grpc.EmbedderStub(self.channel)
         self._info: ModelInfo | None = None
 
-    def __enter__(self) -> EmbedderClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
-
-    def wait_until_ready(self, timeout: float = 120.0) -> None:
-        """Block until the embedder reports SERVING (its model loaded).
-
-        Raises:
-            Unavailable: not SERVING within `timeout` seconds.
-        """
-        try:
-            response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=SERVICE_NAME),
-                timeout=timeout,
-                wait_for_ready=True,
-            )
-        except grpc.RpcError as exc:
-            raise Unavailable(
-                f"embedder at {self.target} not ready within {timeout:.0f}s: {exc}"
-            ) from exc
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(f"embedder at {self.target} is not serving")
-
-    @_translate_errors
+    @translate_errors
     def model_info(self, refresh: bool = False) -> ModelInfo:
         """The embedder's model (asked once, then remembered unless `refresh`)."""
         if self._info is None or refresh:
-            m = self._stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=self.timeout)
-            # The dataclass mirrors the message field for field.
-            self._info = ModelInfo(**{f.name: getattr(m, f.name) for f in fields(ModelInfo)})
+            message = self._stub.GetModelInfo(
+                embedder_pb2.GetModelInfoRequest(), timeout=self.timeout
+            )
+            self._info = ModelInfo.from_message(message)
         return self._info
 
-    @_translate_errors
+    @translate_errors
     def embed_texts(self, texts: Sequence[str], timeout: float | None = None) -> np.ndarray:
         """Embed texts; returns a (len(texts), dimension) float32 array, L2-normalised rows.
 
@@ -203,7 +120,7 @@ class EmbedderClient:
         if chunk:
             yield chunk
 
-    @_translate_errors
+    @translate_errors
     def embed_images(
         self, images: Sequence[bytes | tuple[str, bytes]], timeout: float | None = None
     ) -> list[ImageEmbedding]:

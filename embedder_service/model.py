@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from PIL import Image
 
 from embedder_service.settings import ModelSettings
 from fashionrag.errors import ConfigurationError, InvalidArgument
+from fashionrag.model_info import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -24,25 +24,10 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-@dataclass(frozen=True)
-class ModelDescription:
-    """What a loaded model is; the identity part (name, pretrained, dimension, seed) is what a
-    collection records so that vectors from different models never meet."""
-
-    model_name: str
-    pretrained: str
-    dimension: int
-    device: str
-    precision: str
-    context_length: int
-    image_size: int
-    seed: int
-
-
 class EmbeddingModel(Protocol):
     """What the engine needs of a model. Vectors are float32 and L2-normalised."""
 
-    description: ModelDescription
+    description: ModelInfo
 
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """Embed texts; return the (N, D) vectors and, per text, whether it was truncated."""
@@ -75,7 +60,7 @@ def is_random_weights(pretrained: str) -> bool:
 class OpenClipModel:
     """An OpenCLIP model with its own preprocessing transform and tokenizer."""
 
-    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, description: ModelDescription):
+    def __init__(self, model: Any, preprocess: Any, tokenizer: Any, description: ModelInfo):
         import torch
 
         self._torch = torch
@@ -146,7 +131,7 @@ class OpenClipModel:
             image_size = image_size[0]
         with torch.inference_mode():
             probe = model.encode_text(tokenizer(["a"]).to(device))
-        description = ModelDescription(
+        description = ModelInfo(
             model_name=settings.model if not settings.model.endswith(".json") else name,
             pretrained="none" if random_weights else Path(settings.pretrained).name,
             dimension=int(probe.shape[-1]),

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import grpc
 
 from embedder_service.engine import EmbedEngine, ImageOutcome
-from embedder_service.model import ModelDescription
 from fashionrag.errors import map_errors
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
-
-
-def model_info_message(desc: ModelDescription, max_batch_items: int) -> embedder_pb2.ModelInfo:
-    """The ModelInfo message of a loaded model (its fields are the description's, plus the
-    request limit)."""
-    return embedder_pb2.ModelInfo(**asdict(desc), max_batch_items=max_batch_items)
 
 
 def _image_result(outcome: ImageOutcome) -> embedder_pb2.ImageResult:
@@ -67,6 +58,5 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     async def GetModelInfo(
         self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> embedder_pb2.ModelInfo:
-        return model_info_message(
-            self.engine.model.description, self.engine.settings.max_batch_items
-        )
+        model = self.engine.model.description
+        return model.served_with(self.engine.settings.max_batch_items).to_message()

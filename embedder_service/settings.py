@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from fashionrag.settings import settings_config
+from fashionrag.settings import ServerSettings, settings_config
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1"...
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -35,12 +35,11 @@ class ModelSettings(BaseSettings):
     cache_dir: str | None = Field(None, description="where downloaded weights are kept")
 
 
-class EmbedderSettings(ModelSettings):
+class EmbedderSettings(ModelSettings, ServerSettings):
     """Settings of `python -m embedder_service`."""
 
     model_config = settings_config("python -m embedder_service")
 
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     max_batch_items: int = Field(
         256, ge=1, description="most texts or images one request may carry"
@@ -75,8 +74,3 @@ class EmbedderSettings(ModelSettings):
     grace_seconds: float = Field(
         10.0, ge=0, description="drain time for calls in flight on SIGTERM"
     )
-    metrics_port: int = Field(
-        0, ge=0, le=65535, description="Prometheus metrics port on --host (0: no metrics)"
-    )
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: Literal["text", "json"] = Field("text", description="text or json lines")

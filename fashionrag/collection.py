@@ -8,13 +8,21 @@ vectors of different models never meet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlparse
 
-from fashionrag.errors import InvalidArgument, ModelMismatch, NotFound, Unavailable
+from fashionrag.errors import (
+    FashionragError,
+    InvalidArgument,
+    ModelMismatch,
+    NotFound,
+    Unavailable,
+)
 from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.model_info import ModelInfo
 
 DEFAULT_COLLECTION = "fashionpedia"
 SPACE = "cosine"
@@ -34,19 +42,6 @@ KEY_DIMENSION = "fashionrag:dimension"
 KEY_SEED = "fashionrag:seed"
 KEY_SCHEMA = "fashionrag:schema"
 SCHEMA_VERSION = 1
-
-
-class ModelIdentity(Protocol):
-    """What identifies an embedding space (the embedder client's ModelInfo has it)."""
-
-    @property
-    def model_name(self) -> str: ...
-    @property
-    def pretrained(self) -> str: ...
-    @property
-    def dimension(self) -> int: ...
-    @property
-    def seed(self) -> int: ...
 
 
 def record_id(split: str, image_id: int) -> str:
@@ -119,41 +114,48 @@ def category_filter(names: Sequence[str]) -> dict[str, Any] | None:
     return {"$or": clauses}
 
 
-def model_metadata(model: ModelIdentity) -> dict[str, Any]:
+# The collection metadata key of each identity field of ModelInfo.
+_MODEL_KEYS = {
+    "model_name": KEY_MODEL_NAME,
+    "pretrained": KEY_PRETRAINED,
+    "dimension": KEY_DIMENSION,
+    "seed": KEY_SEED,
+}
+
+
+def model_metadata(model: ModelInfo) -> dict[str, Any]:
     """The collection metadata that records which model made its vectors."""
-    return {
-        KEY_MODEL_NAME: model.model_name,
-        KEY_PRETRAINED: model.pretrained,
-        KEY_DIMENSION: int(model.dimension),
-        KEY_SEED: int(model.seed),
-        KEY_SCHEMA: SCHEMA_VERSION,
-    }
+    meta: dict[str, Any] = {_MODEL_KEYS[k]: v for k, v in model.identity().items()}
+    meta[KEY_SCHEMA] = SCHEMA_VERSION
+    return meta
 
 
-def describe_model(meta: Mapping[str, Any]) -> str:
-    """A model identity for messages, e.g. "ViT-B-32/laion2b_s34b_b79k (512-d)"."""
-    text = f"{meta.get(KEY_MODEL_NAME)}/{meta.get(KEY_PRETRAINED)} ({meta.get(KEY_DIMENSION)}-d"
-    if meta.get(KEY_PRETRAINED) == "none":
-        text += f", seed {meta.get(KEY_SEED)}"
-    return text + ")"
+def recorded_model(meta: Mapping[str, Any] | None) -> ModelInfo | None:
+    """The model a collection's metadata records (None: it records none)."""
+    meta = meta or {}
+    if KEY_MODEL_NAME not in meta:
+        return None
+    return ModelInfo(
+        model_name=str(meta[KEY_MODEL_NAME]),
+        pretrained=str(meta.get(KEY_PRETRAINED, "")),
+        dimension=int(meta.get(KEY_DIMENSION) or 0),
+        seed=int(meta.get(KEY_SEED) or 0),
+    )
 
 
 def check_model(
-    collection_name: str, collection_meta: Mapping[str, Any] | None, model: ModelIdentity
+    collection_name: str, collection_meta: Mapping[str, Any] | None, model: ModelInfo
 ) -> None:
     """Refuse a model whose vectors would not be comparable with the collection's.
 
     Raises:
         ModelMismatch: the collection records another model, or none at all.
     """
-    expected = model_metadata(model)
-    meta = dict(collection_meta or {})
-    keys = (KEY_MODEL_NAME, KEY_PRETRAINED, KEY_DIMENSION, KEY_SEED)
-    if any(meta.get(k) != expected[k] for k in keys):
-        recorded = describe_model(meta) if KEY_MODEL_NAME in meta else "no model at all"
+    recorded = recorded_model(collection_meta)
+    if recorded is None or recorded.identity() != model.identity():
         raise ModelMismatch(
-            f"collection {collection_name!r} holds vectors of {recorded}, but the embedder runs "
-            f"{describe_model(expected)}; use the same model, another --collection, or "
+            f"collection {collection_name!r} holds vectors of {recorded or 'no model at all'}, "
+            f"but the embedder runs {model}; use the same model, another --collection, or "
             "re-index with --recreate"
         )
 
@@ -183,7 +185,7 @@ def connect(url: str) -> Any:
 
 
 def open_collection(
-    client: Any, name: str, model: ModelIdentity, *, create: bool, recreate: bool = False
+    client: Any, name: str, model: ModelInfo, *, create: bool, recreate: bool = False
 ) -> Any:
     """Open the collection for `model`, creating it (cosine space, model recorded) if asked.
 
@@ -231,3 +233,108 @@ def is_unreachable(exc: BaseException) -> bool:
     import httpx
 
     return isinstance(exc, httpx.TransportError | ConnectionError)
+
+
+class CollectionReader:
+    """The query side of the collection: opened on first use (so a service starts while ChromaDB
+    is away), checked against the embedder's model, forgotten after a failure so the next call
+    opens it again (a server back from a restart, a collection re-created by --recreate), and
+    ChromaDB's errors turned into fashionrag's.
+
+    Args:
+        chroma_url: the ChromaDB server URL.
+        name: the collection's name.
+        model_info: asks the embedder which model it runs (called at each (re)open).
+        on_open: called after each (re)open, e.g. to drop vectors cached for an older model.
+    """
+
+    def __init__(
+        self,
+        chroma_url: str,
+        name: str,
+        model_info: Callable[[], ModelInfo],
+        on_open: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.chroma_url = chroma_url
+        self.name = name
+        self._model_info = model_info
+        self._on_open = on_open
+        self._client: Any = None
+        self._collection: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> Any:
+        """The collection, opened once its model is checked against the embedder's.
+
+        Raises:
+            NotFound: the collection does not exist.
+            ModelMismatch: it was made by another model.
+            Unavailable: ChromaDB or the embedder cannot be reached.
+        """
+        with self._lock:
+            if self._collection is None:
+                model = self._model_info()
+                self._collection = self._call(
+                    "open",
+                    lambda: open_collection(self._chroma(), self.name, model, create=False),
+                )
+                self._on_open()
+            return self._collection
+
+    def forget(self) -> None:
+        """Open (and check) the collection again on the next call."""
+        with self._lock:
+            self._collection = None
+
+    def query(
+        self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """The `n_results` nearest records under `where`: (id, metadata, distance), nearest
+        first."""
+        collection = self.open()
+        result = self._call(
+            "query",
+            lambda: collection.query(
+                query_embeddings=[list(vector)],
+                n_results=n_results,
+                where=where,
+                include=["metadatas", "distances"],
+            ),
+        )
+        rows = zip(result["ids"][0], result["metadatas"][0], result["distances"][0], strict=True)
+        return sorted(
+            ((rid, dict(meta or {}), float(distance)) for rid, meta, distance in rows),
+            key=lambda row: row[2],
+        )
+
+    def get(self, record_id: str) -> dict[str, Any] | None:
+        """The metadata of one record, or None when there is no such record."""
+        collection = self.open()
+        found = self._call("get", lambda: collection.get(ids=[record_id], include=["metadatas"]))
+        return dict(found["metadatas"][0] or {}) if found["ids"] else None
+
+    def heartbeat(self) -> None:
+        """Check that ChromaDB answers.
+
+        Raises:
+            Unavailable: it does not.
+        """
+        self._call("heartbeat", lambda: self._chroma().heartbeat())
+
+    def _chroma(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.chroma_url)
+        return self._client
+
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except FashionragError:
+            raise
+        except Exception as exc:
+            self._collection = None  # opened again on the next call
+            if is_unreachable(exc):
+                raise Unavailable(
+                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
+                ) from exc
+            raise

@@ -4,8 +4,6 @@ and status code, and a request id on every log line of the call."""
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,17 +12,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-REQUEST_ID_HEADER = "x-request-id"
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds `request_id` (the current call's, or "-") to every log record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
-        return True
+from fashionrag.request_context import REQUEST_ID_HEADER, request_id
 
 
 class RpcMetrics:

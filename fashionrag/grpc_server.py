@@ -16,16 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fashionrag.grpc_options import CHANNEL_OPTIONS
+
 log = logging.getLogger(__name__)
-
-# Images travel as encoded bytes in one message: allow batches of full-size photos, and say so
-# explicitly on both sides instead of relying on gRPC's 4 MiB default.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-CHANNEL_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
 
 
 class GrpcService:

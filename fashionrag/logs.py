@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from fashionrag.grpc_metrics import RequestIdFilter
+from fashionrag.request_context import RequestIdFilter
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,12 +1,16 @@
-"""How every service reads its typed settings: flags first, then FASHIONRAG_* variables."""
+"""How every fashionrag program reads its typed settings: flags first, then FASHIONRAG_* variables;
+and the settings every service shares, defined once."""
 
 from __future__ import annotations
 
-from pydantic_settings import SettingsConfigDict
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def settings_config(prog: str) -> SettingsConfigDict:
-    """The pydantic-settings configuration shared by every service's settings class.
+    """The pydantic-settings configuration shared by every settings class.
 
     `--max-batch-size` or FASHIONRAG_MAX_BATCH_SIZE; boolean settings are plain switches
     (`--recreate`, `--no-recreate`).
@@ -17,4 +21,20 @@ def settings_config(prog: str) -> SettingsConfigDict:
         cli_implicit_flags=True,
         cli_prog_name=prog,
         extra="ignore",
+    )
+
+
+class LoggingSettings(BaseSettings):
+    """How a program logs (every service and job has these)."""
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field("text", description="text or json lines")
+
+
+class ServerSettings(LoggingSettings):
+    """What every gRPC server has besides its logging: where it listens, its metrics."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus metrics port on --host (0: no metrics)"
     )

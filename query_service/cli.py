@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
+from pydantic_settings import CliApp
 
-from fashionrag.errors import FashionragError, from_rpc_error
-from fashionrag.grpc_server import CHANNEL_OPTIONS
-from fashionrag.v1 import query_pb2, query_pb2_grpc
+from fashionrag.errors import FashionragError
+from query_service.client import QueryClient
 from query_service.contact_sheet import save_contact_sheet
-from query_service.json_contract import response_dict
+from query_service.json_contract import outcome_dict
+from query_service.search_types import SearchQuery
+from query_service.settings import SearchSettings
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(f"FASHIONRAG_{name.upper()}", default)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(defaults: SearchSettings) -> argparse.ArgumentParser:
+    """The command's flags; their defaults come from FASHIONRAG_* through `defaults`."""
     parser = argparse.ArgumentParser(
         prog="python -m query_service search",
         description="Search the indexed Fashionpedia photos by text or by image. Every flag can "
@@ -45,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-k",
         "--top-k",
         type=int,
-        default=int(_env("k", "5")),
-        help="how many results, 1 to 100 (default 5)",
+        default=defaults.top_k,
+        help=f"how many results, 1 to 100 (default {defaults.top_k})",
     )
     parser.add_argument(
         "--category",
@@ -60,19 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json",
         action="store_true",
-        default=_env("json", "") == "1",
+        default=defaults.json_output,
         help="print one JSON object instead of a table",
     )
     parser.add_argument(
         "--address",
-        default=_env("address", "127.0.0.1:50052"),
-        help="the query service, host:port (default 127.0.0.1:50052)",
+        default=defaults.address,
+        help=f"the query service, host:port (default {defaults.address})",
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=float(_env("timeout", "30")),
-        help="seconds to wait for the answer (default 30)",
+        default=defaults.timeout,
+        help=f"seconds to wait for the answer (default {defaults.timeout:g})",
     )
     return parser
 
@@ -100,29 +97,32 @@ def format_table(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    defaults = CliApp.run(SearchSettings, cli_args=[])  # FASHIONRAG_* only
+    args = build_parser(defaults).parse_args(argv)
     if (args.query is None) == (args.image is None):
         print("search: give a text query or --image FILE (one of the two)", file=sys.stderr)
         return 2
-    request = query_pb2.SearchRequest(top_k=args.top_k, categories=args.category or [])
-    if args.no_auto_category:
-        request.category_mode = query_pb2.CATEGORY_MODE_OFF
+    image = None
     if args.image is not None:
         try:
-            request.image = args.image.read_bytes()
+            image = args.image.read_bytes()
         except OSError as exc:
             print(f"search: cannot read {args.image}: {exc}", file=sys.stderr)
             return 2
-    else:
-        request.text = args.query
-    with grpc.insecure_channel(args.address, options=CHANNEL_OPTIONS) as channel:
+    query = SearchQuery(
+        text=args.query,
+        image=image,
+        top_k=args.top_k,
+        categories=args.category or [],
+        auto_category=False if args.no_auto_category else None,
+    )
+    with QueryClient(args.address, timeout=args.timeout) as client:
         try:
-            response = query_pb2_grpc.QueryStub(channel).Search(request, timeout=args.timeout)
-        except grpc.RpcError as exc:
-            error: FashionragError = from_rpc_error(exc, f"query service at {args.address}")
+            outcome = client.search(query)
+        except FashionragError as error:
             print(f"search: {error}", file=sys.stderr)
             return 1
-    payload = response_dict(response)
+    payload = outcome_dict(outcome)
     print(json.dumps(payload) if args.json else format_table(payload))
     if args.save_grid is not None:
         path = save_contact_sheet(payload, args.save_grid)

@@ -10,19 +10,17 @@ weights precision sits near the base rate, which is the check that the arithmeti
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+from pydantic_settings import CliApp
 
-from fashionrag.collection import DEFAULT_COLLECTION, KEY_CATEGORIES, connect
+from fashionrag.collection import KEY_CATEGORIES, connect
 from fashionrag.fashionpedia import GARMENTS
-from fashionrag.grpc_server import CHANNEL_OPTIONS
-from fashionrag.v1 import query_pb2, query_pb2_grpc
+from query_service.client import QueryClient
+from query_service.settings import EvalSettings
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ def base_rate(collection: Sequence[Iterable[str]], category: str) -> float:
 
 
 def evaluate(
-    stub: query_pb2_grpc.QueryStub,
+    client: QueryClient,
     annotations: Sequence[Sequence[str]],
     k: int,
     categories: Sequence[str] = GARMENTS,
@@ -62,13 +60,8 @@ def evaluate(
     """Score each category through the Query service."""
     scores = []
     for category in categories:
-        response = stub.Search(
-            query_pb2.SearchRequest(
-                text=prompt_for(category), top_k=k, category_mode=query_pb2.CATEGORY_MODE_OFF
-            ),
-            timeout=60,
-        )
-        retrieved = [list(r.categories) for r in response.results]
+        outcome = client.text(prompt_for(category), top_k=k, auto_category=False)
+        retrieved = [list(hit.record.categories) for hit in outcome.hits]
         scores.append(
             CategoryScore(
                 category,
@@ -107,27 +100,20 @@ def collection_annotations(chroma_url: str, collection: str) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(
-        prog="python -m query_service eval",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument("--address", default=env("FASHIONRAG_ADDRESS", "127.0.0.1:50052"))
-    parser.add_argument("--chroma", default=env("FASHIONRAG_CHROMA", "http://127.0.0.1:8000"))
-    parser.add_argument("--collection", default=env("FASHIONRAG_COLLECTION", DEFAULT_COLLECTION))
-    parser.add_argument("-k", "--top-k", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="also write the table here")
-    args = parser.parse_args(argv)
-    annotations = collection_annotations(args.chroma, args.collection)
-    with grpc.insecure_channel(args.address, options=CHANNEL_OPTIONS) as channel:
-        scores = evaluate(query_pb2_grpc.QueryStub(channel), annotations, args.top_k)
+    settings = CliApp.run(EvalSettings, cli_args=argv)
+    annotations = collection_annotations(settings.chroma, settings.collection)
+    with QueryClient(settings.address, timeout=settings.timeout) as client:
+        scores = evaluate(client, annotations, settings.top_k)
     text = markdown(
-        scores, args.top_k, f"Retrieval quality: {len(annotations)} photos in {args.collection!r}"
+        scores,
+        settings.top_k,
+        f"Retrieval quality: {len(annotations)} photos in {settings.collection!r}",
     )
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    if settings.out:
+        out = Path(settings.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return 0
 
 

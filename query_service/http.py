@@ -13,9 +13,9 @@ from aiohttp import web
 
 from fashionrag.errors import FashionragError, InvalidArgument, NotFound
 from fashionrag.fashionpedia import CATEGORIES
-from query_service.json_contract import response_dict
-from query_service.search import SearchCore, SearchQuery
-from query_service.servicer import response_from_outcome
+from query_service.json_contract import outcome_dict
+from query_service.search import SearchCore
+from query_service.search_types import SearchQuery
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def search_text(request: web.Request) -> web.Response:
         auto_category=_auto(request.query.get("auto_category")),
     )
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
-    return web.json_response(response_dict(response_from_outcome(outcome)))
+    return web.json_response(outcome_dict(outcome))
 
 
 async def search_image(request: web.Request) -> web.Response:
@@ -85,7 +85,7 @@ async def search_image(request: web.Request) -> web.Response:
         data = await request.read()
     query = SearchQuery(image=data, top_k=_int(k, "k"), categories=categories)
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
-    return web.json_response(response_dict(response_from_outcome(outcome)))
+    return web.json_response(outcome_dict(outcome))
 
 
 async def image(request: web.Request) -> web.FileResponse:

@@ -1,34 +1,40 @@
-"""The JSON contract of a search, made from the SearchResponse message: the one converter behind
-both `search --json` and `GET/POST /api/search`, so the two can never drift apart."""
+"""The JSON contract of a search, made from the core's outcome: the one converter behind both
+`search --json` (through the client) and `GET/POST /api/search`, so the two cannot drift apart."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fashionrag.v1 import query_pb2
+import numpy as np
+
+from query_service.search_types import Hit, SearchOutcome
 
 
-def result_dict(r: query_pb2.SearchResult) -> dict[str, Any]:
+def hit_dict(hit: Hit) -> dict[str, Any]:
     """One result as the JSON contract spells it."""
+    record = hit.record
+    # Distances travel as float32 in gRPC: quantise the same way here, so a result reads the
+    # same whether it came through the client or straight from the core.
+    distance = float(np.float32(hit.distance))
     return {
-        "rank": r.rank,
-        "id": r.id,
-        "path": r.path,
-        "distance": round(r.distance, 6),
-        "score": round(r.score, 6),
-        "categories": list(r.categories),
-        "width": r.width,
-        "height": r.height,
-        "image_id": r.image_id,
-        "split": r.split,
+        "rank": hit.rank,
+        "id": record.id,
+        "path": record.path,
+        "distance": round(distance, 6),
+        "score": round(float(np.float32(1.0 - distance)), 6),
+        "categories": list(record.categories),
+        "width": record.width,
+        "height": record.height,
+        "image_id": record.image_id,
+        "split": record.split,
     }
 
 
-def response_dict(response: query_pb2.SearchResponse) -> dict[str, Any]:
-    """The whole response as the JSON contract spells it."""
+def outcome_dict(outcome: SearchOutcome) -> dict[str, Any]:
+    """The whole outcome as the JSON contract spells it."""
     return {
-        "query": response.query,
-        "applied_categories": list(response.applied_categories),
-        "auto_category": response.auto_category,
-        "results": [result_dict(r) for r in response.results],
+        "query": outcome.query,
+        "applied_categories": list(outcome.applied_categories),
+        "auto_category": outcome.auto_category,
+        "results": [hit_dict(hit) for hit in outcome.hits],
     }

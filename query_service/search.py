@@ -1,27 +1,20 @@
-"""The query service's core, free of gRPC and HTTP: validate a query, embed it (text vectors from
-a small cache when repeated), look up ChromaDB."""
+"""The query service's core, free of gRPC and HTTP: validate a query, embed it (text vectors
+from a small cache when repeated), look up the collection, rank."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-import cachetools
 import numpy as np
 
-from embedder_service.client import EmbedderClient
-from fashionrag.collection import (
-    ImageRecord,
-    category_filter,
-    connect,
-    is_unreachable,
-    open_collection,
-    validate_categories,
-)
-from fashionrag.errors import FashionragError, InvalidArgument, NotFound, Unavailable
+from fashionrag.collection import ImageRecord, category_filter, validate_categories
+from fashionrag.errors import InvalidArgument, NotFound
 from fashionrag.fashionpedia import category_named_in
+from fashionrag.model_info import ModelInfo
+from query_service.search_types import Hit, SearchOutcome, SearchQuery
+from query_service.text_cache import TextVectorCache
 
 log = logging.getLogger(__name__)
 
@@ -30,42 +23,22 @@ MAX_TOP_K = 100
 MAX_TEXT_CHARS = 1000
 
 
-@dataclass(frozen=True)
-class SearchQuery:
-    """One search: exactly one of `text` and `image`.
+class ImageEmbedder(Protocol):
+    """What the core needs of the embedder client (text vectors come through the cache)."""
 
-    `auto_category` None means the service's default.
-    """
-
-    text: str | None = None
-    image: bytes | None = None
-    top_k: int | None = None  # None: the default, 10
-    categories: list[str] = field(default_factory=list)
-    auto_category: bool | None = None
+    def embed_image(self, data: bytes, timeout: float | None = None) -> np.ndarray: ...
+    def model_info(self, refresh: bool = False) -> ModelInfo: ...
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One image found."""
+class Collection(Protocol):
+    """What the core needs of the collection (fashionrag.collection.CollectionReader)."""
 
-    rank: int
-    record: ImageRecord
-    distance: float
-
-    @property
-    def score(self) -> float:
-        """Cosine similarity, 1 - distance."""
-        return 1.0 - self.distance
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    """The results of a search, nearest first."""
-
-    query: str
-    hits: list[Hit]
-    applied_categories: list[str]
-    auto_category: str = ""
+    def open(self) -> Any: ...
+    def query(
+        self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
+    ) -> list[tuple[str, dict[str, Any], float]]: ...
+    def get(self, record_id: str) -> dict[str, Any] | None: ...
+    def heartbeat(self) -> None: ...
 
 
 def validate(query: SearchQuery) -> tuple[int, list[str]]:
@@ -95,76 +68,23 @@ class SearchCore:
     """Searches one collection with vectors from one embedder.
 
     Args:
-        embedder: the embedder client.
-        chroma_url: the ChromaDB server URL.
-        collection_name: the collection to search.
+        embedder: the embedder client (image vectors, the model for health checks).
+        collection: the collection reader.
+        texts: text vectors, cached.
         auto_category: the default for queries that do not say.
-        cache_size: how many text vectors to keep (0: none).
     """
 
     def __init__(
         self,
-        embedder: EmbedderClient,
-        chroma_url: str,
-        collection_name: str,
+        embedder: ImageEmbedder,
+        collection: Collection,
+        texts: TextVectorCache,
         auto_category: bool = True,
-        cache_size: int = 1024,
     ) -> None:
         self.embedder = embedder
-        self.chroma_url = chroma_url
-        self.collection_name = collection_name
+        self.collection = collection
+        self.texts = texts
         self.auto_category = auto_category
-        self._client: Any = None  # connected on first use, so the service starts without it
-        self._collection: Any = None
-        self._lock = threading.Lock()
-        # Keyed by text alone: the cache is emptied whenever the collection is (re)opened, which
-        # is when the embedder's model is checked again.
-        self._cache: cachetools.LRUCache[str, np.ndarray] | None = (
-            cachetools.LRUCache(maxsize=cache_size) if cache_size else None
-        )
-        self._cache_lock = threading.Lock()
-
-    def _text_vector(self, text: str, timeout: float | None) -> np.ndarray:
-        if self._cache is None:
-            return self.embedder.embed_text(text, timeout)
-        with self._cache_lock:
-            cached = self._cache.get(text)
-        if cached is not None:
-            return cached
-        vector = self.embedder.embed_text(text, timeout)
-        vector.flags.writeable = False  # shared by every caller of the cache
-        with self._cache_lock:
-            self._cache[text] = vector
-        return vector
-
-    def collection(self) -> Any:
-        """The collection, opened once its model is checked against the embedder's.
-
-        Raises:
-            NotFound: the collection does not exist.
-            ModelMismatch: it was made by another model.
-            Unavailable: ChromaDB or the embedder cannot be reached.
-        """
-        with self._lock:
-            if self._collection is None:
-                model = self.embedder.model_info(refresh=True)
-                self._collection = open_collection(
-                    self._chroma_client(), self.collection_name, model, create=False
-                )
-                if self._cache is not None:
-                    with self._cache_lock:
-                        self._cache.clear()
-            return self._collection
-
-    def _chroma_client(self) -> Any:
-        if self._client is None:
-            self._client = connect(self.chroma_url)
-        return self._client
-
-    def forget_collection(self) -> None:
-        """Open (and check) the collection again on the next search."""
-        with self._lock:
-            self._collection = None
 
     def search(self, query: SearchQuery, timeout: float | None = None) -> SearchOutcome:
         """Run one search; results in ascending distance.
@@ -177,31 +97,23 @@ class SearchCore:
                 (FailedPrecondition), a backend down (Unavailable).
         """
         top_k, categories = validate(query)
-        collection = self.collection()
+        # Opening checks the embedder's model (and empties the text cache when it changed)
+        # before any vector is made for this query.
+        self.collection.open()
         auto = ""
         if query.text is not None:
             use_auto = self.auto_category if query.auto_category is None else query.auto_category
             if use_auto and not categories:
                 auto = category_named_in(query.text) or ""
                 categories = [auto] if auto else []
-            vector = self._text_vector(query.text, timeout)
+            vector = self.texts.vector(query.text, timeout)
         else:
             assert query.image is not None
             vector = self.embedder.embed_image(query.image, timeout)
-        result = self._chroma(
-            "query",
-            lambda: collection.query(
-                query_embeddings=[vector.tolist()],
-                n_results=top_k,
-                where=category_filter(categories),
-                include=["metadatas", "distances"],
-            ),
-        )
-        ids, metas, distances = result["ids"][0], result["metadatas"][0], result["distances"][0]
-        ranked = sorted(zip(ids, metas, distances, strict=True), key=lambda t: t[2])
+        rows = self.collection.query(vector.tolist(), top_k, category_filter(categories))
         hits = [
-            Hit(rank, ImageRecord.from_metadata(rid, meta or {}), max(0.0, float(distance)))
-            for rank, (rid, meta, distance) in enumerate(ranked, start=1)
+            Hit(rank, ImageRecord.from_metadata(rid, meta), max(0.0, distance))
+            for rank, (rid, meta, distance) in enumerate(rows, start=1)
         ]
         return SearchOutcome(
             query=query.text if query.text is not None else "<image>",
@@ -216,11 +128,10 @@ class SearchCore:
         Raises:
             NotFound: no such record.
         """
-        collection = self.collection()
-        found = self._chroma("get", lambda: collection.get(ids=[record_id], include=["metadatas"]))
-        if not found["ids"]:
+        meta = self.collection.get(record_id)
+        if meta is None:
             raise NotFound(f"no indexed image has id {record_id!r}")
-        return ImageRecord.from_metadata(found["ids"][0], found["metadatas"][0] or {})
+        return ImageRecord.from_metadata(record_id, meta)
 
     def ping(self) -> None:
         """Check both backends.
@@ -228,20 +139,5 @@ class SearchCore:
         Raises:
             Unavailable: naming the one that is down.
         """
-        self._chroma("heartbeat", lambda: self._chroma_client().heartbeat())
+        self.collection.heartbeat()
         self.embedder.model_info(refresh=True)
-
-    def _chroma(self, what: str, call: Any) -> Any:
-        try:
-            return call()
-        except FashionragError:
-            raise
-        except Exception as exc:
-            # A collection dropped and re-created (--recreate) has a new id: open it again next
-            # time; a server that went away is reached again on the next call.
-            self.forget_collection()
-            if is_unreachable(exc):
-                raise Unavailable(
-                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
-                ) from exc
-            raise

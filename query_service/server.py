@@ -8,6 +8,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from embedder_service.client import EmbedderClient
+from fashionrag.collection import CollectionReader
 from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc
@@ -15,6 +16,7 @@ from query_service.http import start_http
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
 from query_service.settings import QuerySettings
+from query_service.text_cache import TextVectorCache
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +26,15 @@ SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
 async def serve(settings: QuerySettings) -> None:
     """Serve Search until SIGTERM."""
     embedder = EmbedderClient(settings.embedder, timeout=settings.embed_timeout)
-    core = SearchCore(
-        embedder,
+    texts = TextVectorCache(embedder.embed_text, settings.cache_size)
+    collection = CollectionReader(
         settings.chroma,
         settings.collection,
-        auto_category=settings.auto_category == "on",
-        cache_size=settings.cache_size,
+        model_info=lambda: embedder.model_info(refresh=True),
+        # Each (re)open checks the embedder's model again; vectors of an older one must go.
+        on_open=texts.clear,
     )
+    core = SearchCore(embedder, collection, texts, auto_category=settings.auto_category == "on")
     metrics = RpcMetrics("fashionrag_query", CollectorRegistry())
     if settings.metrics_port:
         metrics.serve(settings.host, settings.metrics_port)

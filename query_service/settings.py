@@ -1,4 +1,5 @@
-"""Typed settings of the query service (flags, or FASHIONRAG_* environment variables)."""
+"""Typed settings of the query service and of its commands (flags, or FASHIONRAG_* environment
+variables)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from fashionrag.collection import DEFAULT_COLLECTION
-from fashionrag.settings import settings_config
+from fashionrag.settings import ServerSettings, settings_config
 
 
-class QuerySettings(BaseSettings):
+class QuerySettings(ServerSettings):
     """Settings of `python -m query_service serve`."""
 
     model_config = settings_config("python -m query_service serve")
 
-    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
     port: int = Field(50052, ge=0, le=65535, description="gRPC port")
     http_port: int = Field(
         8080, ge=0, le=65535, description="HTTP port: JSON API, images, gallery (0: no HTTP)"
@@ -31,9 +31,41 @@ class QuerySettings(BaseSettings):
         "on", description="on: a category the text names ('red tops') restricts the results"
     )
     cache_size: int = Field(1024, ge=0, description="text vectors kept for repeated queries")
-    metrics_port: int = Field(
-        0, ge=0, le=65535, description="Prometheus metrics port on --host (0: no metrics)"
-    )
     grace_seconds: float = Field(5.0, ge=0, description="drain time for calls in flight on SIGTERM")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
-    log_format: Literal["text", "json"] = Field("text", description="text or json lines")
+
+
+class ClientSettings(BaseSettings):
+    """Where the commands that call the query service find it."""
+
+    model_config = settings_config("python -m query_service")
+
+    address: str = Field(
+        "127.0.0.1:50052", description="the query service, host:port or dns:///name:port"
+    )
+    timeout: float = Field(30.0, gt=0, description="seconds to wait for each answer")
+
+
+class SearchSettings(ClientSettings):
+    """The defaults of `python -m query_service search` (its flags are parsed in cli.py, since
+    Fashionpedia's category names hold commas that a generic list parser would split)."""
+
+    model_config = settings_config("python -m query_service search")
+
+    top_k: int = Field(5, ge=1, le=100, description="how many results")
+    # Named by its variable: a field called `json` would shadow pydantic's own method.
+    json_output: bool = Field(
+        False,
+        validation_alias="FASHIONRAG_JSON",
+        description="print one JSON object instead of a table",
+    )
+
+
+class EvalSettings(ClientSettings):
+    """Settings of `python -m query_service eval`."""
+
+    model_config = settings_config("python -m query_service eval")
+
+    chroma: str = Field("http://127.0.0.1:8000", description="ChromaDB server URL")
+    collection: str = Field(DEFAULT_COLLECTION, description="ChromaDB collection to score")
+    top_k: int = Field(10, ge=1, le=100, description="k of precision@k")
+    out: str | None = Field(None, description="also write the markdown table to this file")

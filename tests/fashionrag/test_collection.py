@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 
 from fashionrag import collection
 from fashionrag.errors import InvalidArgument, ModelMismatch
 from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.model_info import ModelInfo
 
 
-@dataclass
-class Model:
-    model_name: str = "ViT-B-32"
-    pretrained: str = "laion2b_s34b_b79k"
-    dimension: int = 512
-    seed: int = 0
+def Model(**changes: object) -> ModelInfo:
+    """ViT-B-32/laion2b (512-d), with `changes`."""
+    base = ModelInfo(model_name="ViT-B-32", pretrained="laion2b_s34b_b79k", dimension=512)
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_fashionpedia_has_46_distinct_categories() -> None:
@@ -71,7 +70,7 @@ def test_same_model_passes_the_check() -> None:
         Model(pretrained="none", seed=1),
     ],
 )
-def test_another_model_is_refused_naming_both(other: Model) -> None:
+def test_another_model_is_refused_naming_both(other: ModelInfo) -> None:
     with pytest.raises(ModelMismatch) as info:
         collection.check_model("c", collection.model_metadata(Model()), other)
     assert "ViT-B-32" in str(info.value)

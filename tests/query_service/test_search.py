@@ -14,6 +14,7 @@ import pytest
 from fashionrag.collection import connect
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
+from query_service.client import QueryClient
 from tests import servers
 from tests.conftest import DATASET_ROWS
 from tests.query_service.conftest import COLLECTION
@@ -234,8 +235,9 @@ def test_eval_arithmetic_matches_a_direct_computation(
     from query_service import evaluate
 
     annotations = evaluate.collection_annotations(chroma_url, COLLECTION)
+    with QueryClient(query.address) as client:
+        scores = evaluate.evaluate(client, annotations, 10, categories=["dress", "shoe", "coat"])
     stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-    scores = evaluate.evaluate(stub, annotations, 10, categories=["dress", "shoe", "coat"])
     metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
     for score in scores:
         holders = sum(1 for m in metas if score.category in (m.get("categories") or []))

@@ -1,0 +1,112 @@
+"""What every fashionrag client shares: a channel that lets gRPC's own machinery spread calls over
+every replica behind a DNS name (round_robin), skip replicas that report NOT_SERVING
+(client-side health checking) and retry with jittered backoff; waiting until the service is
+ready; and gRPC errors turned into fashionrag's domain errors in one place."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fashionrag.errors import Unavailable, from_rpc_error
+from fashionrag.grpc_options import CHANNEL_OPTIONS
+
+
+def service_config(service_name: str, retryable: Sequence[str]) -> dict[str, Any]:
+    """The gRPC service config of a client of `service_name`: round_robin over every address,
+    health-checked, and the codes in `retryable` retried with jittered exponential backoff."""
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": service_name},
+        "methodConfig": [
+            {
+                "name": [{"service": service_name}],
+                "waitForReady": True,
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": list(retryable),
+                },
+            }
+        ],
+    }
+
+
+class GrpcClient:
+    """A channel to one address, or to every replica behind "dns:///name:port".
+
+    Subclasses name their service, what to call it in messages, and which codes to retry.
+
+    Args:
+        target: "host:port", or "dns:///name:port" to use every address the name resolves to.
+        timeout: the default deadline of each call, in seconds.
+    """
+
+    service_name: ClassVar[str]
+    label: ClassVar[str]  # e.g. "embedder", for messages
+    retryable: ClassVar[tuple[str, ...]] = ("UNAVAILABLE",)
+
+    def __init__(self, target: str, timeout: float = 60.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        config = service_config(self.service_name, self.retryable)
+        options = [*CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(config))]
+        self.channel = grpc.insecure_channel(target, options=options)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+    def wait_until_ready(self, timeout: float = 120.0) -> None:
+        """Block until the service reports SERVING.
+
+        Raises:
+            Unavailable: not SERVING within `timeout` seconds.
+        """
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=self.service_name),
+                timeout=timeout,
+                wait_for_ready=True,
+            )
+        except grpc.RpcError as exc:
+            raise Unavailable(
+                f"{self.label} at {self.target} not ready within {timeout:.0f}s: {exc}"
+            ) from exc
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            raise Unavailable(f"{self.label} at {self.target} is not serving")
+
+
+C = TypeVar("C", bound=GrpcClient)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def translate_errors(
+    method: Callable[Concatenate[C, P], R],
+) -> Callable[Concatenate[C, P], R]:
+    """Turn the gRPC errors of a client method into fashionrag's domain errors, naming the
+    service and its address."""
+
+    @functools.wraps(method)
+    def wrapper(client: C, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(client, *args, **kwargs)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, f"{client.label} at {client.target}") from exc
+
+    return wrapper

@@ -1,0 +1,50 @@
+"""A small LRU of text vectors, so a repeated query costs no embedder call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import cachetools
+import numpy as np
+
+Embed = Callable[[str, float | None], np.ndarray]
+
+
+class TextVectorCache:
+    """Text vectors by text, shared by every caller (the vectors are read-only).
+
+    Keyed by the text alone: whoever owns it clears it whenever the model may have changed
+    (the query service does so each time the collection is opened and its model checked).
+
+    Args:
+        embed: embeds one text, given the time left of the caller's deadline.
+        size: how many vectors to keep; 0 keeps none.
+    """
+
+    def __init__(self, embed: Embed, size: int = 1024) -> None:
+        self._embed = embed
+        self._lru: cachetools.LRUCache[str, np.ndarray] | None = (
+            cachetools.LRUCache(maxsize=size) if size else None
+        )
+        self._lock = threading.Lock()
+
+    def vector(self, text: str, timeout: float | None = None) -> np.ndarray:
+        """The text's vector, from the cache or the embedder."""
+        if self._lru is None:
+            return self._embed(text, timeout)
+        with self._lock:
+            cached = self._lru.get(text)
+        if cached is not None:
+            return cached
+        vector = self._embed(text, timeout)
+        vector.flags.writeable = False  # shared by every caller of the cache
+        with self._lock:
+            self._lru[text] = vector
+        return vector
+
+    def clear(self) -> None:
+        """Forget every vector."""
+        if self._lru is not None:
+            with self._lock:
+                self._lru.clear()
