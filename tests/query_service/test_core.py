@@ -167,9 +167,7 @@ def test_record_by_id_or_not_found(core: SearchCore) -> None:
         core.record("train-99")
 
 
-def test_ping_names_the_embedder_when_it_is_down(
-    core: SearchCore, embedder: FakeEmbedder
-) -> None:
+def test_ping_names_the_embedder_when_it_is_down(core: SearchCore, embedder: FakeEmbedder) -> None:
     core.ping()
     embedder.down = True
     with pytest.raises(Unavailable, match="embedder"):
