@@ -36,7 +36,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag tests scripts benchmarks
+	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag devstack tests scripts benchmarks
 
 # The gallery test drives Debian's Chromium headless; installed here when missing (as root).
 browser:
@@ -68,7 +68,7 @@ smoke: setup
 	bash deploy/smoke.sh
 
 sample-data: setup
-	$(PY) -m indexer_service.sample_data ./sample_data --rows $(LIMIT)
+	$(PY) -m devstack.sample_data ./sample_data --rows $(LIMIT)
 
 demo: setup
 	$(PY) scripts/demo.py --dataset "$(DATASET)" --model "$(MODEL)" \

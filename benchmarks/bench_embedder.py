@@ -19,12 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import Embedder, rate, write_results
+from benchmarks.common import rate, write_results
+from devstack.sample_data import photo_jpeg
+from devstack.servers import Server, start_embedder
 from embedder_service.client import EmbedderClient
 from embedder_service.engine import EmbedEngine
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
-from indexer_service.sample_data import photo_jpeg
 
 BATCH = 32
 # Best of a few runs: a 2-core machine's timings wander by 10% from run to run.
@@ -87,8 +88,17 @@ def in_process(
     return asyncio.run(run())
 
 
-def through_service(args: list[str], data: list[bytes], texts: list[str]) -> tuple[float, float]:
-    with Embedder(*args) as server, EmbedderClient(server.address) as client:
+def service(model: str, flags: list[str]) -> Server:
+    """The embedder service with `model` (random weights) on the CPU, SERVING; `flags` more."""
+    return start_embedder(
+        None, "--device", "cpu", *flags, "--log-level", "WARNING", model=model, timeout=300
+    )
+
+
+def through_service(
+    model: str, flags: list[str], data: list[bytes], texts: list[str]
+) -> tuple[float, float]:
+    with service(model, flags) as server, EmbedderClient(server.address) as client:
         client.embed_images(data[:2])
 
         def run_images() -> None:
@@ -102,9 +112,9 @@ def through_service(args: list[str], data: list[bytes], texts: list[str]) -> tup
         return rate(len(data), run_images, REPEAT), rate(len(texts), run_texts, REPEAT)
 
 
-def concurrent_single_texts(args: list[str], callers: int, per_caller: int) -> float:
+def concurrent_single_texts(model: str, flags: list[str], callers: int, per_caller: int) -> float:
     """texts/s when `callers` threads each send `per_caller` one-text requests."""
-    with Embedder(*args) as server, EmbedderClient(server.address) as client:
+    with service(model, flags) as server, EmbedderClient(server.address) as client:
         client.embed_texts(["warm-up"])
 
         def caller(i: int) -> None:
@@ -131,16 +141,7 @@ def main() -> None:
             range(args.texts), ["red", "blue", "long", "short"] * args.texts, strict=False
         )
     ]
-    model_args = [
-        "--model",
-        args.model,
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--precision",
-        args.precision,
-    ]
+    flags = ["--precision", args.precision]
     settings = EmbedderSettings.model_validate(
         {"model": args.model, "pretrained": "none", "device": "cpu", "precision": args.precision}
     )
@@ -151,11 +152,11 @@ def main() -> None:
     print("engine in-process...", flush=True)
     engine_images, engine_texts = in_process(settings, data, texts)
     print("service...", flush=True)
-    service_images, service_texts = through_service(model_args, data, texts)
+    service_images, service_texts = through_service(args.model, flags, data, texts)
     print("16 concurrent single-text callers, batching vs none...", flush=True)
-    batched = concurrent_single_texts([*model_args, "--max-delay-ms", "5"], 16, 8)
+    batched = concurrent_single_texts(args.model, [*flags, "--max-delay-ms", "5"], 16, 8)
     unbatched = concurrent_single_texts(
-        [*model_args, "--max-batch-size", "1", "--max-delay-ms", "0"], 16, 8
+        args.model, [*flags, "--max-batch-size", "1", "--max-delay-ms", "0"], 16, 8
     )
 
     rows = [

@@ -10,19 +10,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, Embedder, chroma_server, write_results
+from benchmarks.common import write_results
+from devstack import sample_data
+from devstack.servers import indexer_args, run_indexer, start_chroma, start_embedder
 from fashionrag.collection import connect
-from indexer_service import sample_data
 from indexer_service.dataset import iter_rows, load_split
 from indexer_service.pipeline import save_original
-from tests.servers import indexer_args
 
 
 def original_way(model: str, files: list[Path], chroma_url: str, batch: int) -> float:
@@ -45,36 +42,30 @@ def original_way(model: str, files: list[Path], chroma_url: str, batch: int) -> 
 
 
 def fashionrag_way(
-    model_args: list[str], dataset: Path, chroma_url: str, images: Path, concurrency: int
+    model: str, dataset: Path, chroma_url: str, images: Path, concurrency: int
 ) -> tuple[float, float]:
-    with Embedder(*model_args) as embedder:
+    with start_embedder(
+        None, "--device", "cpu", "--log-level", "WARNING", model=model, timeout=300
+    ) as embedder:
         started = time.perf_counter()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "indexer_service",
-                *indexer_args(
-                    embedder.address,
-                    chroma_url,
-                    dataset,
-                    images,
-                    "fashionrag",
-                    "--limit",
-                    "0",
-                    "--concurrency",
-                    str(concurrency),
-                    "--log-level",
-                    "WARNING",
-                ),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            check=True,
+        result = run_indexer(
+            *indexer_args(
+                embedder.address,
+                chroma_url,
+                dataset,
+                images,
+                "fashionrag",
+                "--limit",
+                "0",
+                "--concurrency",
+                str(concurrency),
+                "--log-level",
+                "WARNING",
+            ),
+            timeout=None,
         )
         seconds = time.perf_counter() - started
+    result.check_returncode()
     summary = json.loads(result.stdout.splitlines()[-1])
     # With and without the process's start-up (imports, connections): a long run amortises it.
     return int(summary["indexed"]) / seconds, float(summary["images_per_second"])
@@ -96,23 +87,15 @@ def main() -> None:
             save_original(tmp / "files", "train", row)
             for row in iter_rows(load_split(str(tmp / "data"), "train"))
         ]
-        chroma, url = chroma_server(tmp / "chroma")
-        try:
+        with start_chroma(tmp / "chroma", tmp / "chroma.log") as chroma:
             print(
                 "original way (collection.add with URIs, ImageLoader, OpenCLIP EF)...", flush=True
             )
-            original = original_way(args.model, files, url, 32)
+            original = original_way(args.model, files, chroma.http, 32)
             print("fashionrag indexer with the embedder service...", flush=True)
             ours, ours_running = fashionrag_way(
-                ["--model", args.model, "--pretrained", "none", "--device", "cpu"],
-                tmp / "data",
-                url,
-                tmp / "images",
-                args.concurrency,
+                args.model, tmp / "data", chroma.http, tmp / "images", args.concurrency
             )
-        finally:
-            chroma.terminate()
-            chroma.wait()
 
     rows = [
         [

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +19,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from benchmarks.common import ROOT, Embedder, chroma_server, free_port, write_results
+from benchmarks.common import write_results
+from devstack.servers import start_chroma, start_embedder, start_query
 from embedder_service.client import EmbedderClient
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import ModelSettings
@@ -91,71 +89,55 @@ def main() -> None:
         ]
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        chroma, chroma_url = chroma_server(Path(tmp) / "chroma")
-        model_args = ["--model", args.model, "--pretrained", "none", "--device", "cpu"]
-        try:
-            with Embedder(*model_args) as embedder, EmbedderClient(embedder.address) as client:
-                fill(chroma_url, client, args.vectors)
-                port = free_port()
-                query = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "query_service",
-                        "serve",
-                        "--port",
-                        str(port),
-                        "--http-port",
-                        "0",
-                        "--embedder",
-                        embedder.address,
-                        "--chroma",
-                        chroma_url,
-                        "--collection",
-                        "bench",
-                        "--auto-category",
-                        "off",
-                        "--log-level",
-                        "WARNING",
-                    ],
-                    cwd=ROOT,
-                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                )
-                try:
-                    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-                    grpc.channel_ready_future(channel).result(timeout=60)
-                    stub = query_pb2_grpc.QueryStub(channel)
+    quiet = ("--log-level", "WARNING")
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        start_chroma(Path(tmp) / "chroma", Path(tmp) / "chroma.log") as chroma,
+    ):
+        with (
+            start_embedder(None, "--device", "cpu", *quiet, model=args.model, timeout=300) as emb,
+            EmbedderClient(emb.address) as client,
+        ):
+            fill(chroma.http, client, args.vectors)
+            with (
+                start_query(
+                    None,
+                    emb.address,
+                    chroma.http,
+                    "bench",
+                    "--auto-category",
+                    "off",
+                    *quiet,
+                    http_port=0,
+                    timeout=60,
+                ) as query,
+                grpc.insecure_channel(query.address) as channel,
+            ):
+                stub = query_pb2_grpc.QueryStub(channel)
 
-                    def search(text: str) -> object:
-                        return stub.Search(query_pb2.SearchRequest(text=text, top_k=10), timeout=60)
+                def search(text: str) -> object:
+                    return stub.Search(query_pb2.SearchRequest(text=text, top_k=10), timeout=60)
 
-                    search("warm-up")
-                    service = {c: latencies(search, texts(f"s{c}-"), c) for c in (1, 8)}
-                finally:
-                    query.terminate()
-                    query.wait()
-            # The bare cost, with the embedder service gone: model in-process, direct query.
-            model = OpenClipModel.load(
-                ModelSettings.model_validate(
-                    {"model": args.model, "pretrained": "none", "device": "cpu"}
-                )
+                search("warm-up")
+                service = {c: latencies(search, texts(f"s{c}-"), c) for c in (1, 8)}
+        # The bare cost, with the embedder service gone: model in-process, direct query.
+        model = OpenClipModel.load(
+            ModelSettings.model_validate(
+                {"model": args.model, "pretrained": "none", "device": "cpu"}
             )
-            collection = connect(chroma_url).get_collection("bench")
+        )
+        collection = connect(chroma.http).get_collection("bench")
 
-            def bare(text: str) -> object:
-                vector = model.embed_texts([text])[0][0]
-                return collection.query(
-                    query_embeddings=[vector.tolist()],
-                    n_results=10,
-                    include=["metadatas", "distances"],
-                )
+        def bare(text: str) -> object:
+            vector = model.embed_texts([text])[0][0]
+            return collection.query(
+                query_embeddings=[vector.tolist()],
+                n_results=10,
+                include=["metadatas", "distances"],
+            )
 
-            bare("warm-up")
-            direct = {c: latencies(bare, texts(f"b{c}-"), c) for c in (1, 8)}
-        finally:
-            chroma.terminate()
-            chroma.wait()
+        bare("warm-up")
+        direct = {c: latencies(bare, texts(f"b{c}-"), c) for c in (1, 8)}
 
     for callers in (1, 8):
         s, b = service[callers], direct[callers]

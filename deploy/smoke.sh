@@ -17,8 +17,8 @@ mkdir -p "$WORK"
 say() { printf '\n== [%4ss] %s\n' "$SECONDS" "$*"; }
 fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 
-# Two distinct free ports, from the same helper the tests use.
-read -r HTTP_PORT GRPC_PORT < <("$PY" -c 'from tests.servers import free_port; print(free_port(), free_port())')
+# Two distinct free ports, from the same helper the tests use (devstack).
+read -r HTTP_PORT GRPC_PORT < <("$PY" -c 'from devstack.ports import free_port; print(free_port(), free_port())')
 export COMPOSE_PROFILES=cpu BASE_IMAGE=fashionrag-base:bookworm OFFLINE_BUILD=1 \
   CHROMA_IMAGE=fashionrag-chroma:1.5.9 \
   EMBEDDER_MODEL=/opt/fashionrag/configs/tiny-clip.json EMBEDDER_PRETRAINED=none \
@@ -85,7 +85,7 @@ compose build
 
 say "dataset (generated, Fashionpedia's schema)"
 rm -rf "$WORK/dataset"
-"$PY" -m indexer_service.sample_data "$WORK/dataset" --rows 60 --splits train >/dev/null 2>&1
+"$PY" -m devstack.sample_data "$WORK/dataset" --rows 60 --splits train >/dev/null 2>&1
 chmod -R a+rX "$WORK/dataset"
 
 say "up, embedder scaled to 3"

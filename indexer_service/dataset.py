@@ -94,7 +94,7 @@ def load_split(dataset: str, split: str) -> datasets.IterableDataset:
                 f"cannot reach dataset {dataset!r} on the Hugging Face hub ({exc}). Offline, "
                 "point --dataset at a local directory with the same layout "
                 "(data/<split>-*.parquet), e.g. one made by "
-                "`python -m indexer_service.sample_data ./sample_data`"
+                "`python -m devstack.sample_data ./sample_data`"
             ) from exc
     return ds.cast_column("image", datasets.Image(decode=False))
 

@@ -18,11 +18,17 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from devstack.servers import (
+    ROOT,
+    Server,
+    indexer_args,
+    run_indexer,
+    start_chroma,
+    start_embedder,
+    start_query,
+)
+from fashionrag.collection import DEFAULT_COLLECTION
 
-ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".demo"
 PIDS = STATE / "pids.json"
 PY = sys.executable
@@ -75,45 +81,23 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def start(name: str, args: list[str], pids: dict[str, int]) -> subprocess.Popen[bytes]:
-    log = (STATE / f"{name}.log").open("ab")
-    process = subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-    )  # outlives `make demo`
-    pids[name] = process.pid
+def started(server: Server, pids: dict[str, int]) -> Server:
+    """Record a started service's pid, so that `make demo-stop` finds it."""
+    assert server.process is not None
+    pids[server.name] = server.process.pid
     PIDS.write_text(json.dumps(pids))
-    say(f"started {name} (pid {process.pid}), log: .demo/{name}.log")
-    return process
+    say(f"started {server.name} (pid {server.process.pid}), log: .demo/{server.name}.log")
+    return server
 
 
-def wait_until(name: str, process: subprocess.Popen[bytes], ready: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = (STATE / f"{name}.log").read_text(errors="replace")
-            raise SystemExit(f"demo: {name} exited ({process.returncode}):\n{log[-3000:]}")
-        if ready():  # type: ignore[operator]
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"demo: {name} not ready after {timeout:.0f}s; see .demo/{name}.log")
-
-
-def grpc_serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-        except grpc.RpcError:
-            return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def http_ok(url: str) -> bool:
+def wait_ready(server: Server, timeout: float) -> None:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+        server.wait_ready(timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise SystemExit(
+            f"demo: {reason}; .demo/{server.name}.log ends:\n{server.log()[-3000:]}"
+        ) from None
 
 
 def main() -> int:
@@ -152,7 +136,7 @@ def main() -> int:
             [
                 PY,
                 "-m",
-                "indexer_service.sample_data",
+                "devstack.sample_data",
                 "sample_data",
                 "--rows",
                 str(max(args.limit, 50)),
@@ -173,83 +157,68 @@ def main() -> int:
             return 2
 
     pids: dict[str, int] = {}
-    chroma_url = f"http://127.0.0.1:{args.chroma_port}"
-    embedder = f"127.0.0.1:{args.embedder_port}"
-    query = f"127.0.0.1:{args.query_port}"
-    chroma = start(
-        "chroma",
-        [
-            str(Path(PY).parent / "chroma"),
-            "run",
-            "--path",
-            "chroma_data",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(args.chroma_port),
-        ],
+    # The services outlive `make demo` (sessions of their own) and run in the person's own
+    # environment: online, with any FASHIONRAG_* settings they have.
+    env = dict(os.environ)
+    chroma = started(
+        start_chroma(
+            ROOT / "chroma_data",
+            STATE / "chroma.log",
+            args.chroma_port,
+            env=env,
+            detach=True,
+            wait=False,
+        ),
         pids,
     )
-    emb = start(
-        "embedder",
-        [
-            PY,
-            "-m",
-            "embedder_service",
-            "--port",
-            str(args.embedder_port),
-            "--model",
-            args.model,
-            "--pretrained",
-            args.pretrained,
-        ],
+    emb = started(
+        start_embedder(
+            STATE / "embedder.log",
+            port=args.embedder_port,
+            model=args.model,
+            pretrained=args.pretrained,
+            env=env,
+            detach=True,
+            wait=False,
+        ),
         pids,
     )
-    qry = start(
-        "query",
-        [
-            PY,
-            "-m",
-            "query_service",
-            "serve",
-            "--port",
-            str(args.query_port),
-            "--embedder",
-            embedder,
-            "--chroma",
-            chroma_url,
-            "--http-port",
-            str(args.http_port),
-        ],
+    qry = started(
+        start_query(
+            STATE / "query.log",
+            emb.address,
+            chroma.http,
+            DEFAULT_COLLECTION,
+            port=args.query_port,
+            http_port=args.http_port,
+            env=env,
+            detach=True,
+            wait=False,
+        ),
         pids,
     )
-    wait_until("chroma", chroma, lambda: http_ok(f"{chroma_url}/api/v2/heartbeat"), 60)
-    wait_until("query", qry, lambda: grpc_serving(query), 60)
+    chroma_url, embedder, query = chroma.http, emb.address, qry.address
+    wait_ready(chroma, 60)
+    wait_ready(qry, 60)
     say("loading the model (a first run downloads the weights)...")
-    wait_until("embedder", emb, lambda: grpc_serving(embedder), 1800)
+    wait_ready(emb, 1800)
 
     say(f"indexing the first {args.limit} images of {args.dataset} (train split)")
-    index = subprocess.run(
-        [
-            PY,
-            "-m",
-            "indexer_service",
-            "--embedder",
+    index = run_indexer(
+        *indexer_args(
             embedder,
-            "--chroma",
             chroma_url,
-            "--dataset",
             args.dataset,
+            "images_data",
+            DEFAULT_COLLECTION,
             "--split",
             "train",
             "--limit",
             str(args.limit),
-            "--images-dir",
-            "images_data",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+        ),
+        timeout=None,
+        env=env,
+        capture_stderr=False,
     )
     if index.returncode != 0:
         say("indexing failed (see above); the services are still running: make demo-stop")

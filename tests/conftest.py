@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack import sample_data, servers
 from embedder_service.client import EmbedderClient
-from indexer_service import sample_data
-from tests import servers
 
 CORRUPT_ROWS = (5,)
 DATASET_ROWS = 40

@@ -9,9 +9,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from devstack import servers
+from devstack.ports import free_port
 from embedder_service.client import EmbedderClient
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
-from tests import servers
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,7 @@ def test_not_serving_replica_gets_no_calls_until_it_serves(
 
 
 def test_dead_replica_does_not_stall_callers(embedder: servers.Server) -> None:
-    dead = f"127.0.0.1:{servers.free_port()}"
+    dead = f"127.0.0.1:{free_port()}"
     with EmbedderClient(f"ipv4:{embedder.address},{dead}", timeout=3) as client:
         for i in range(10):
             assert client.embed_texts([f"text {i}"]).shape == (1, 32)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devstack.sample_data import photo_jpeg as photo
+from devstack.servers import TINY_MODEL
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
-from indexer_service.sample_data import photo_jpeg as photo
-from tests.servers import TINY_MODEL
 
 TOLERANCE = 0.999
 

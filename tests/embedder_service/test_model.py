@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from devstack.servers import TINY_MODEL
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import ModelSettings
 from fashionrag.errors import ConfigurationError
-from tests.servers import TINY_MODEL
 
 
 def settings(**kw: object) -> ModelSettings:

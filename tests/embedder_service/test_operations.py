@@ -16,8 +16,9 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack import servers
+from devstack.ports import free_port
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
-from tests import servers
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ class Tuned:
 @pytest.fixture(scope="module")
 def tuned(logs_dir: Path) -> Iterator[Tuned]:
     """An embedder with a long batching window and a small queue, metrics on."""
-    metrics_port = servers.free_port()
+    metrics_port = free_port()
     server = servers.start_embedder(
         logs_dir / "embedder-tuned.log",
         "--max-delay-ms",
@@ -168,7 +169,7 @@ def test_sigterm_lets_calls_in_flight_finish(logs_dir: Path) -> None:
 
 def test_health_is_not_serving_while_the_model_loads(tmp_path: Path, logs_dir: Path) -> None:
     # Offline, the ViT-B-32 download keeps the model loading for a while before it gives up.
-    port = servers.free_port()
+    port = free_port()
     server = servers.Server(
         "embedder-loading",
         [

@@ -17,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
+from devstack import servers
 from embedder_service.client import EmbedderClient
 from fashionrag.errors import InvalidArgument
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
-from tests import servers
 
 pytestmark = pytest.mark.integration
 

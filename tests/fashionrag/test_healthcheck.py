@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests import servers
+from devstack import servers
+from devstack.ports import free_port
 
 
 @pytest.mark.integration
@@ -31,7 +32,7 @@ def test_healthcheck_passes_on_a_serving_server(embedder: servers.Server) -> Non
 
 def test_healthcheck_fails_where_nothing_serves() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "fashionrag.healthcheck", f"127.0.0.1:{servers.free_port()}"],
+        [sys.executable, "-m", "fashionrag.healthcheck", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from devstack import sample_data, servers
 from fashionrag.errors import ConfigurationError
 from fashionrag.fashionpedia import CATEGORIES
-from indexer_service import sample_data
 from indexer_service.dataset import Shard, iter_rows, load_split
-from tests import servers
 from tests.conftest import CORRUPT_ROWS, DATASET_ROWS
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack import sample_data, servers
 from fashionrag.collection import connect, record_id
-from indexer_service import sample_data
-from tests import servers
 
 pytestmark = pytest.mark.integration
 

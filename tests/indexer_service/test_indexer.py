@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack import servers
 from embedder_service.client import EmbedderClient
 from fashionrag.collection import KEY_DIMENSION, KEY_MODEL_NAME, connect, record_id
 from indexer_service.dataset import load_split
-from tests import servers
 from tests.conftest import CORRUPT_ROWS, DATASET_ROWS
 
 pytestmark = pytest.mark.integration

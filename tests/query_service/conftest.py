@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from devstack import servers
 
 COLLECTION = "query-tests"
 

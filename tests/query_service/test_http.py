@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack import servers
+from devstack.ports import free_port
 from indexer_service.dataset import load_split
-from tests import servers
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +131,7 @@ def test_healthz(query: servers.Server) -> None:
 
 
 def test_healthz_names_the_backend_that_is_down(embedder: servers.Server, logs_dir: Path) -> None:
-    dead_chroma = f"http://127.0.0.1:{servers.free_port()}"
+    dead_chroma = f"http://127.0.0.1:{free_port()}"
     query = servers.start_query(
         logs_dir / "query-nochroma.log", embedder.address, dead_chroma, "any"
     )

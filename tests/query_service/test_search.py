@@ -11,11 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devstack import servers
+from devstack.ports import free_port
 from fashionrag.collection import connect
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
 from query_service.client import QueryClient
-from tests import servers
 from tests.conftest import DATASET_ROWS
 from tests.query_service.conftest import COLLECTION
 
@@ -136,7 +137,7 @@ def test_missing_collection_is_not_found(
 def test_embedder_down_is_unavailable(chroma_url: str, logs_dir: Path, indexed: Path) -> None:
     query = servers.start_query(
         logs_dir / "query-noembedder.log",
-        f"127.0.0.1:{servers.free_port()}",
+        f"127.0.0.1:{free_port()}",
         chroma_url,
         COLLECTION,
         "--embed-timeout",
@@ -289,7 +290,7 @@ def test_chroma_down_is_unavailable_and_the_service_recovers(
 def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_dir: Path) -> None:
     import httpx
 
-    metrics_port = servers.free_port()
+    metrics_port = free_port()
     embedder = servers.start_embedder(
         logs_dir / "embedder-cache.log", "--metrics-port", str(metrics_port)
     )
@@ -325,7 +326,7 @@ def test_callers_deadline_reaches_the_embedder(
 ) -> None:
     import httpx
 
-    metrics_port = servers.free_port()
+    metrics_port = free_port()
     # A long batching window makes every embed call slower than the caller's deadline.
     embedder = servers.start_embedder(
         logs_dir / "embedder-deadline.log",

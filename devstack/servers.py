@@ -1,12 +1,11 @@
-"""Real servers for the tests: `chroma run` and the fashionrag services as child processes on
-free loopback ports."""
+"""Real servers as child processes on loopback ports, waited on until healthy: `chroma run`, the
+embedder and the query service, and runs of the indexer. One implementation for the pytest
+fixtures, the benchmarks (as context managers) and the demo (detached, long-lived)."""
 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,34 +16,11 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = ROOT / "configs" / "tiny-clip.json"
 VENV_BIN = Path(sys.executable).parent
-
-
-# Ports are drawn below the kernel's ephemeral range (32768-60999 on Linux), so neither a client
-# socket's local port nor another bind(0) can take one between our check and the child's bind;
-# and a port is never handed out twice in a process, so two calls in a row (a service's gRPC and
-# metrics ports, say) cannot get the same one.
-_PORT_RANGE = (20000, 32000)
-_handed_out: set[int] = set()
-_random = random.Random(os.getpid())
-
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface now and not handed out before by this process."""
-    for _ in range(1000):
-        port = _random.randrange(*_PORT_RANGE)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -56,34 +32,71 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class Server:
-    """A child process serving on `port`; `stop()` sends SIGTERM and waits."""
+    """A child process serving on `port`; `stop()` sends SIGTERM and waits, and so does leaving a
+    `with` block.
+
+    Args:
+        name: what messages call it.
+        args: its command line.
+        port: the port it serves on (gRPC, or HTTP for `chroma run`).
+        log_path: the file its stdout and stderr are appended to; None leaves them on ours.
+        env: its environment; `child_env()` when None.
+        health_path: an HTTP path that answers 200 once it is ready; empty: it has the gRPC
+            health service instead.
+        detach: start it in a session of its own, so that it outlives this process and a Ctrl-C
+            in our terminal does not reach it (the demo's services).
+    """
 
     def __init__(
         self,
         name: str,
         args: Sequence[str],
         port: int,
-        log_path: Path,
+        log_path: Path | None = None,
         env: dict[str, str] | None = None,
+        *,
+        health_path: str = "",
+        detach: bool = False,
     ) -> None:
         self.name = name
         self.args = list(args)
         self.port = port
         self.log_path = log_path
         self.env = env or child_env()
+        self.health_path = health_path
+        self.detach = detach
         self.process: subprocess.Popen[bytes] | None = None
         self.address = f"127.0.0.1:{port}"
         self.http = ""  # the HTTP base URL, for servers that have one
 
     def start(self) -> Server:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT
-        )
+        log = self.log_path.open("ab") if self.log_path else None
+        try:
+            self.process = subprocess.Popen(
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT if log else None,
+                env=self.env,
+                cwd=ROOT,
+                start_new_session=self.detach,
+            )
+        finally:
+            if log:
+                log.close()  # the child has its own copy of the descriptor
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> Server:
+        """Wait until its health check passes (`timeout` None: 60 s for HTTP, 120 s for gRPC)."""
+        if self.health_path:
+            wait_http(self, self.health_path, 60.0 if timeout is None else timeout)
+        else:
+            wait_grpc_serving(self, timeout=120.0 if timeout is None else timeout)
         return self
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
 
     def check_alive(self) -> None:
         assert self.process is not None
@@ -100,6 +113,12 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def wait_grpc_serving(server: Server, service: str = "", timeout: float = 120.0) -> None:
@@ -135,8 +154,31 @@ def wait_http(server: Server, path: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{server.name} not answering {path} after {timeout}s:\n{server.log()}")
 
 
-def start_chroma(data_dir: Path, log_path: Path, port: int | None = None) -> Server:
-    """`chroma run` on a free loopback port, data under `data_dir`, ready to use."""
+def _launch(server: Server, wait: bool, timeout: float | None) -> Server:
+    """Start `server` and, if `wait`, wait until it is ready; one that never gets ready is
+    stopped rather than left behind."""
+    server.start()
+    if wait:
+        try:
+            server.wait_ready(timeout)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def start_chroma(
+    data_dir: Path | str,
+    log_path: Path | None = None,
+    port: int | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    detach: bool = False,
+    wait: bool = True,
+    timeout: float | None = None,
+) -> Server:
+    """`chroma run` on a free loopback port (or `port`), data under `data_dir`, ready to use
+    unless `wait` is False; its URL is `server.http`."""
     port = port or free_port()
     server = Server(
         "chroma",
@@ -152,16 +194,28 @@ def start_chroma(data_dir: Path, log_path: Path, port: int | None = None) -> Ser
         ],
         port,
         log_path,
+        env,
+        health_path="/api/v2/heartbeat",
+        detach=detach,
     )
-    server.start()
-    wait_http(server, "/api/v2/heartbeat")
-    return server
+    server.http = f"http://127.0.0.1:{port}"
+    return _launch(server, wait, timeout)
 
 
 def start_embedder(
-    log_path: Path, *extra: str, port: int | None = None, model: Path = TINY_MODEL, seed: int = 0
+    log_path: Path | None,
+    *extra: str,
+    port: int | None = None,
+    model: Path | str = TINY_MODEL,
+    pretrained: str = "none",
+    seed: int = 0,
+    env: dict[str, str] | None = None,
+    detach: bool = False,
+    wait: bool = True,
+    timeout: float | None = None,
 ) -> Server:
-    """The embedder with the tiny model-config and seeded random weights, SERVING."""
+    """The embedder, by default with the tiny model-config and seeded random weights, SERVING
+    unless `wait` is False; `extra` are more of its flags."""
     port = port or free_port()
     server = Server(
         "embedder",
@@ -174,30 +228,36 @@ def start_embedder(
             "--model",
             str(model),
             "--pretrained",
-            "none",
+            pretrained,
             "--seed",
             str(seed),
             *extra,
         ],
         port,
         log_path,
+        env,
+        detach=detach,
     )
-    server.start()
-    wait_grpc_serving(server)
-    return server
+    return _launch(server, wait, timeout)
 
 
 def start_query(
-    log_path: Path,
+    log_path: Path | None,
     embedder: str,
     chroma_url: str,
     collection: str,
     *extra: str,
     port: int | None = None,
+    http_port: int | None = None,
+    env: dict[str, str] | None = None,
+    detach: bool = False,
+    wait: bool = True,
+    timeout: float | None = None,
 ) -> Server:
-    """The query service, SERVING, its HTTP side on a free port too (`server.http`)."""
+    """The query service, SERVING unless `wait` is False; its HTTP side on a free port too (or
+    `http_port`; 0 turns it off), at `server.http`."""
     port = port or free_port()
-    http_port = free_port()
+    http_port = free_port() if http_port is None else http_port
     server = Server(
         "query",
         [
@@ -219,15 +279,20 @@ def start_query(
         ],
         port,
         log_path,
+        env,
+        detach=detach,
     )
-    server.http = f"http://127.0.0.1:{http_port}"
-    server.start()
-    wait_grpc_serving(server)
-    return server
+    server.http = f"http://127.0.0.1:{http_port}" if http_port else ""
+    return _launch(server, wait, timeout)
 
 
 def indexer_args(
-    embedder: str, chroma_url: str, dataset: Path, images: Path, collection: str, *extra: str
+    embedder: str,
+    chroma_url: str,
+    dataset: Path | str,
+    images: Path | str,
+    collection: str,
+    *extra: str,
 ) -> list[str]:
     """The arguments of `python -m indexer_service` that every run here names, then `extra`."""
     return [
@@ -245,13 +310,22 @@ def indexer_args(
     ]
 
 
-def run_indexer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run `python -m indexer_service` to the end; stdout's last line is its JSON summary."""
+def run_indexer(
+    *args: str,
+    timeout: float | None = 300,
+    env: dict[str, str] | None = None,
+    capture_stderr: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m indexer_service` to the end; stdout's last line is its JSON summary.
+
+    `capture_stderr` False leaves its log and progress bar on our terminal (the demo).
+    """
     return subprocess.run(
         [sys.executable, "-m", "indexer_service", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if capture_stderr else None,
         text=True,
         timeout=timeout,
-        env=child_env(),
+        env=env or child_env(),
         cwd=ROOT,
     )

@@ -1,5 +1,5 @@
 """Generated datasets in Fashionpedia's exact schema and layout, for tests, benchmarks and the
-offline demo: `python -m indexer_service.sample_data OUT_DIR --rows 200`.
+offline demo: `python -m devstack.sample_data OUT_DIR --rows 200`.
 
 The layout is the hub's (`data/<split>-NNNNN-of-NNNNN.parquet`) and the features are the hub's
 (`image_id`, `image`, `width`, `height`, and `objects` with `bbox_id`, `category` as a ClassLabel
@@ -140,7 +140,7 @@ def generate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m indexer_service.sample_data",
+        prog="python -m devstack.sample_data",
         description="Write a generated dataset in Fashionpedia's schema (random pictures).",
     )
     parser.add_argument("out_dir", type=Path, help="dataset directory to write")
