@@ -21,7 +21,7 @@ from benchmarks.common import ROOT, Embedder, chroma_server, write_results
 from fashionrag.collection import connect
 from indexer_service import sample_data
 from indexer_service.dataset import iter_rows, load_split
-from indexer_service.pipeline import save_original
+from indexer_service.records import save_original
 from tests.servers import indexer_args
 
 
