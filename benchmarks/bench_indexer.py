@@ -19,7 +19,7 @@ from devstack import sample_data
 from devstack.servers import indexer_args, run_indexer, start_chroma, start_embedder
 from fashionrag.collection import connect
 from indexer_service.dataset import iter_rows, load_split
-from indexer_service.pipeline import save_original
+from indexer_service.records import save_original
 
 
 def original_way(model: str, files: list[Path], chroma_url: str, batch: int) -> float:

@@ -73,6 +73,7 @@ def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[
             failures_file=Path(settings.failures_file) if settings.failures_file else None,
             max_upsert=chroma.get_max_batch_size(),
             stop=stop,
+            shard=f"{shard.number}/{shard.count}",
         )
         rows = iter_rows(ds, offset=settings.offset, limit=settings.limit, shard=shard)
         summary = indexer.run(rows, total=total)
@@ -83,7 +84,7 @@ def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     settings = CliApp.run(IndexerSettings, cli_args=sys.argv[1:] if argv is None else argv)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
     stop_on_signals(stop)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -40,11 +42,12 @@ class IndexerSettings(BaseSettings):
     )
     failures_file: str | None = Field(
         None,
-        description="JSON lines of the failed records (default "
-        "<images-dir>/failures-<split>.jsonl)",
+        description="JSON lines of the failed records, appended to by every run and shard "
+        "(default <images-dir>/failures-<split>.jsonl)",
     )
     recreate: bool = Field(False, description="drop the collection first (e.g. to change model)")
     embedder_wait: float = Field(
         300.0, ge=0, description="seconds to wait for the embedder to be ready"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: Literal["text", "json"] = Field("text", description="text or json lines")

@@ -1,0 +1,129 @@
+"""A small stage runner: items from a source flow through stages of threads joined by bounded
+queues, so the stages overlap while memory stays flat however long the source."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_DONE = object()  # end of a queue: one per thread of the stage that reads it
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: `fn` turns an item into the next stage's item, in `threads` threads at once.
+
+    What the last stage returns is dropped: it is the sink. With more than one thread, items
+    leave a stage in the order they finish, not the order they came.
+    """
+
+    name: str
+    fn: Callable[[Any], Any]
+    threads: int = 1
+
+
+class StageRunner:
+    """Runs the items of a source through stages.
+
+    The source is read in the calling thread; each stage has its own threads and a queue of
+    `queue_size` items in front of it, so a slow stage holds back the ones before it instead of
+    piling items up. Setting `stop` stops reading the source; what was read still goes through
+    every stage (a flush). The first error of any stage is fatal: the source is no longer read,
+    the items in flight are dropped, and `run` raises that error once every thread is done.
+
+    Args:
+        stages: the stages, in order; at least one.
+        queue_size: the most items waiting in front of each stage.
+        stop: set it (e.g. on Ctrl-C) to stop reading and flush what is in flight.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        *,
+        queue_size: int = 4,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if not stages:
+            raise ValueError("a stage runner needs at least one stage")
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self.stages = list(stages)
+        self.queue_size = queue_size
+        self.stop = stop or threading.Event()
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first error of a stage, once one failed."""
+        return self._error
+
+    def run(self, source: Iterable[Any]) -> None:
+        """Feed every item of `source` (until `stop`) through the stages; return when all is done.
+
+        Raises:
+            The first error a stage raised, after every thread has finished.
+        """
+        queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=self.queue_size) for _ in self.stages]
+        outputs: list[queue.Queue[Any] | None] = [*queues[1:], None]
+        threads = [
+            [
+                threading.Thread(
+                    target=self._work,
+                    args=(stage, inbox, outbox),
+                    name=f"{stage.name}-{i}",
+                    daemon=True,
+                )
+                for i in range(stage.threads)
+            ]
+            for stage, inbox, outbox in zip(self.stages, queues, outputs, strict=True)
+        ]
+        for group in threads:
+            for thread in group:
+                thread.start()
+        try:
+            self._read(source, queues[0])
+        finally:
+            # Close each stage only once the one before it is done, so nothing is left behind.
+            for stage, inbox, group in zip(self.stages, queues, threads, strict=True):
+                for _ in range(stage.threads):
+                    inbox.put(_DONE)
+                for thread in group:
+                    thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _read(self, source: Iterable[Any], inbox: queue.Queue[Any]) -> None:
+        for item in source:
+            if self._error is not None:
+                return
+            if self.stop.is_set():
+                log.warning("stopping: no more items are read; finishing those in flight")
+                return
+            # Never blocks for good: after a fatal error every stage still drains its queue.
+            inbox.put(item)
+
+    def _work(self, stage: Stage, inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None) -> None:
+        while (item := inbox.get()) is not _DONE:
+            if self._error is not None:
+                continue  # drain: the run is failing, and the stage before must not block
+            try:
+                result = stage.fn(item)
+            except BaseException as exc:
+                log.error("stage %s failed: %s", stage.name, exc)
+                self._fail(exc)
+                continue
+            if outbox is not None:
+                outbox.put(result)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
