@@ -21,7 +21,7 @@ from fashionrag.collection import (
     validate_categories,
 )
 from fashionrag.errors import FashionragError, InvalidArgument, NotFound, Unavailable
-from fashionrag.fashionpedia import category_named_in
+from fashionrag.query_words import understand
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class SearchCore:
         if query.text is not None:
             use_auto = self.auto_category if query.auto_category is None else query.auto_category
             if use_auto and not categories:
-                auto = category_named_in(query.text) or ""
+                auto = next(iter(understand(query.text).categories), "")
                 categories = [auto] if auto else []
             vector = self._text_vector(query.text, timeout)
         else:
