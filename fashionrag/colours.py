@@ -58,4 +58,38 @@ COLOUR_SYNONYMS: dict[str, str] = {
     "lilac": "purple",
     "lavender": "purple",
     "plum": "purple",
+    "mauve": "purple",
+    "cyan": "blue",
+    "aqua": "blue",
+    "indigo": "navy",
+    "dark blue": "navy",
+    "navy blue": "navy",
+    "midnight blue": "navy",
+    "off white": "white",
+    "taupe": "beige",
+    "sand": "beige",
+    "peach": "orange",
+    "salmon": "pink",
+    "blush": "pink",
+    "lime": "green",
 }
+
+# Words that shade a colour without leaving its palette name ("light blue" is blue, "pale pink"
+# is pink); a named phrase above wins over a shade ("dark blue" is navy).
+SHADES: tuple[str, ...] = (
+    "light",
+    "dark",
+    "pale",
+    "bright",
+    "deep",
+    "soft",
+    "pastel",
+    "dusty",
+    "muted",
+    "hot",
+    "baby",
+    "sky",
+    "royal",
+    "electric",
+    "neon",
+)

@@ -62,56 +62,134 @@ PARTS: tuple[str, ...] = CATEGORIES[27:]
 
 SPLITS: tuple[str, ...] = ("train", "val")
 
-# Everyday words for categories, beyond the words of their names.
+# Everyday words for categories, beyond the words of their names: singular forms (plurals and
+# "t-shirt"/"t shirt"/"tshirt" spellings are derived by fashionrag.query_words), each mapped to
+# one category name. Words for the 27 garments become garment filters; words for the 19 parts
+# are only ever reported as attributes.
 SYNONYMS: dict[str, str] = {
+    # shirt, blouse
+    "button-down": "shirt, blouse",
+    "button-up": "shirt, blouse",
+    # top, t-shirt, sweatshirt
     "tee": "top, t-shirt, sweatshirt",
-    "tshirt": "top, t-shirt, sweatshirt",
+    "sweat shirt": "top, t-shirt, sweatshirt",
     "hoodie": "top, t-shirt, sweatshirt",
+    "polo": "top, t-shirt, sweatshirt",
+    "polo shirt": "top, t-shirt, sweatshirt",
+    "tank": "top, t-shirt, sweatshirt",
+    "camisole": "top, t-shirt, sweatshirt",
+    "cami": "top, t-shirt, sweatshirt",
+    "tunic": "top, t-shirt, sweatshirt",
+    "jersey": "top, t-shirt, sweatshirt",
+    "henley": "top, t-shirt, sweatshirt",
+    "bodysuit": "top, t-shirt, sweatshirt",
+    # sweater
     "jumper": "sweater",
     "pullover": "sweater",
+    "turtleneck": "sweater",
+    "knitwear": "sweater",
+    # jacket
     "blazer": "jacket",
+    "bomber": "jacket",
+    "windbreaker": "jacket",
+    "anorak": "jacket",
+    "puffer": "jacket",
+    # vest
+    "waistcoat": "vest",
+    "gilet": "vest",
+    # pants
+    "pant": "pants",
     "trousers": "pants",
     "jeans": "pants",
-    "leggings": "tights, stockings",
+    "slacks": "pants",
+    "chinos": "pants",
+    "joggers": "pants",
+    "sweatpants": "pants",
+    "culottes": "pants",
+    # shorts
+    "hot pants": "shorts",
+    # skirt
+    "miniskirt": "skirt",
+    # coat
+    "trench": "coat",
+    "trench coat": "coat",
+    "parka": "coat",
+    "overcoat": "coat",
+    "raincoat": "coat",
+    "peacoat": "coat",
+    # dress
     "gown": "dress",
+    "sundress": "dress",
+    "frock": "dress",
+    # jumpsuit
     "overalls": "jumpsuit",
+    "dungarees": "jumpsuit",
     "romper": "jumpsuit",
+    "playsuit": "jumpsuit",
+    "onesie": "jumpsuit",
+    # cape
+    "poncho": "cape",
+    "cloak": "cape",
+    # glasses
     "sunglasses": "glasses",
+    "eyeglasses": "glasses",
+    "spectacles": "glasses",
+    # hat
     "cap": "hat",
     "beanie": "hat",
-    "gloves": "glove",
-    "socks": "sock",
-    "shoes": "shoe",
-    "sneakers": "shoe",
-    "boots": "shoe",
-    "heels": "shoe",
-    "sandals": "shoe",
+    "beret": "hat",
+    "fedora": "hat",
+    # headband, head covering, hair accessory
+    "hairband": "headband, head covering, hair accessory",
+    "bandana": "headband, head covering, hair accessory",
+    "headscarf": "headband, head covering, hair accessory",
+    "turban": "headband, head covering, hair accessory",
+    "hijab": "headband, head covering, hair accessory",
+    "scrunchie": "headband, head covering, hair accessory",
+    "hair clip": "headband, head covering, hair accessory",
+    "hair tie": "headband, head covering, hair accessory",
+    # tie
+    "necktie": "tie",
+    "bow tie": "tie",
+    "cravat": "tie",
+    # glove
+    "mitten": "glove",
+    # watch
+    "wristwatch": "watch",
+    "smartwatch": "watch",
+    # tights, stockings
+    "leggings": "tights, stockings",
+    "pantyhose": "tights, stockings",
+    # shoe
+    "sneaker": "shoe",
+    "trainer": "shoe",
+    "boot": "shoe",
+    "heel": "shoe",
+    "sandal": "shoe",
+    "loafer": "shoe",
+    "stiletto": "shoe",
+    "slipper": "shoe",
+    "espadrille": "shoe",
+    "brogue": "shoe",
+    "flip-flop": "shoe",
+    "footwear": "shoe",
+    # bag, wallet
     "handbag": "bag, wallet",
     "purse": "bag, wallet",
     "backpack": "bag, wallet",
-    "necktie": "tie",
+    "rucksack": "bag, wallet",
+    "tote": "bag, wallet",
+    "clutch": "bag, wallet",
+    "satchel": "bag, wallet",
+    # scarf
+    "scarves": "scarf",
+    "shawl": "scarf",
+    "pashmina": "scarf",
+    # umbrella
+    "parasol": "umbrella",
+    # parts
+    "epaulet": "epaulette",
+    "neck": "neckline",
+    "zip": "zipper",
+    "frill": "ruffle",
 }
-
-
-def _terms() -> list[tuple[str, str]]:
-    terms = {part.strip(): name for name in CATEGORIES for part in name.split(",")}
-    terms.update(SYNONYMS)
-    # Longest first, so "t-shirt" wins over "shirt" and "head covering" over shorter words.
-    return sorted(terms.items(), key=lambda kv: -len(kv[0]))
-
-
-_TERMS = _terms()
-
-
-def category_named_in(text: str) -> str | None:
-    """The Fashionpedia category a query's words name first ("red tops" → "top, t-shirt,
-    sweatshirt"), plurals included; None when it names none."""
-    import re
-
-    lowered = text.lower()
-    best: tuple[int, str] | None = None
-    for term, name in _TERMS:
-        match = re.search(rf"(?<![\w-]){re.escape(term)}(?:s|es)?(?![\w-])", lowered)
-        if match and (best is None or match.start() < best[0]):
-            best = (match.start(), name)
-    return best[1] if best else None

@@ -11,8 +11,8 @@ import numpy as np
 
 from fashionrag.collection import ImageRecord, category_filter, validate_categories
 from fashionrag.errors import InvalidArgument, NotFound
-from fashionrag.fashionpedia import category_named_in
 from fashionrag.model_info import ModelInfo
+from fashionrag.query_words import understand
 from query_service.search_types import Hit, SearchOutcome, SearchQuery
 from query_service.text_cache import TextVectorCache
 
@@ -104,7 +104,7 @@ class SearchCore:
         if query.text is not None:
             use_auto = self.auto_category if query.auto_category is None else query.auto_category
             if use_auto and not categories:
-                auto = category_named_in(query.text) or ""
+                auto = next(iter(understand(query.text).categories), "")
                 categories = [auto] if auto else []
             vector = self.texts.vector(query.text, timeout)
         else:
