@@ -15,7 +15,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos browser test lint typecheck unit demo demo-stop sample-data bench eval smoke clean
+.PHONY: setup protos browser test lint typecheck unit k8s-validate demo demo-stop sample-data bench eval smoke clean
 
 setup: $(STAMP) protos
 
@@ -51,6 +51,11 @@ test: lint typecheck browser
 
 unit: setup
 	$(PY) -m pytest -m "not integration"
+
+# deploy/k8s: each overlay rendered by kustomize and checked against the Kubernetes schemas,
+# offline (also part of `make test`).
+k8s-validate: setup
+	$(PY) -m pytest tests/deploy -q
 
 # Speed as ratios against baselines measured in the same script; tables in bench_results/.
 bench: setup
