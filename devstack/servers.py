@@ -209,13 +209,18 @@ def start_embedder(
     model: Path | str = TINY_MODEL,
     pretrained: str = "none",
     seed: int = 0,
+    precision: str = "fp32",
     env: dict[str, str] | None = None,
     detach: bool = False,
     wait: bool = True,
     timeout: float | None = None,
 ) -> Server:
     """The embedder, by default with the tiny model-config and seeded random weights, SERVING
-    unless `wait` is False; `extra` are more of its flags."""
+    unless `wait` is False; `extra` are more of its flags.
+
+    fp32 unless asked: tests compare with open_clip's own fp32 vectors, and on a CPU with AMX
+    `--precision auto` would pick bf16.
+    """
     port = port or free_port()
     server = Server(
         "embedder",
@@ -231,6 +236,8 @@ def start_embedder(
             pretrained,
             "--seed",
             str(seed),
+            "--precision",
+            precision,
             *extra,
         ],
         port,

@@ -177,6 +177,7 @@ def main() -> int:
             port=args.embedder_port,
             model=args.model,
             pretrained=args.pretrained,
+            precision="auto",  # the demo runs as a user would: the fastest on this machine
             env=env,
             detach=True,
             wait=False,

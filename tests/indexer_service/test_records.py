@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from indexer_service.sample_data import photo_jpeg
 
 from embedder_service.client import ImageEmbedding
 from fashionrag.collection import record_id
 from indexer_service.dataset import DatasetRow
 from indexer_service.records import EmbeddedBatch, Failure, RecordWriter, save_original
 from indexer_service.retry import RetryPolicy
-from indexer_service.sample_data import photo_jpeg
 
 
 class FakeCollection:
