@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.servers import ROOT
+from devstack.servers import ROOT
 
 # The oldest release with every field used here GA (gRPC probes 1.27, backoffLimitPerIndex 1.33).
 KUBERNETES_VERSION = "1.33.0"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from indexer_service.sample_data import photo_jpeg
 
+from devstack.sample_data import photo_jpeg
 from embedder_service.client import ImageEmbedding
 from fashionrag.collection import record_id
 from indexer_service.dataset import DatasetRow
