@@ -1,6 +1,6 @@
-"""Search latency through the query service (gRPC) against a collection of 10,000 vectors, with 1
-and 8 concurrent callers, beside the bare cost of the same work in-process: the text embedded by
-the model directly and a direct ChromaDB query.
+"""Search latency through the query service (gRPC, by way of QueryClient) against a collection
+of 10,000 vectors, with 1 and 8 concurrent callers, beside the bare cost of the same work
+in-process: the text embedded by the model directly and a direct ChromaDB query.
 
     python -m benchmarks.bench_query [--vectors 10000] [--model ViT-B-32]
 """
@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from benchmarks.common import write_results
@@ -26,7 +25,7 @@ from embedder_service.model import OpenClipModel
 from embedder_service.settings import ModelSettings
 from fashionrag.collection import ImageRecord, connect, open_collection
 from fashionrag.fashionpedia import CATEGORIES
-from fashionrag.v1 import query_pb2, query_pb2_grpc
+from query_service.client import QueryClient
 
 
 def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
@@ -111,12 +110,12 @@ def main() -> None:
                     http_port=0,
                     timeout=60,
                 ) as query,
-                grpc.insecure_channel(query.address) as channel,
+                # One client (one channel) shared by every caller thread, as a service would.
+                QueryClient(query.address, timeout=60) as search_client,
             ):
-                stub = query_pb2_grpc.QueryStub(channel)
 
                 def search(text: str) -> object:
-                    return stub.Search(query_pb2.SearchRequest(text=text, top_k=10), timeout=60)
+                    return search_client.text(text, top_k=10)
 
                 search("warm-up")
                 service = {c: latencies(search, texts(f"s{c}-"), c) for c in (1, 8)}

@@ -3,12 +3,12 @@ images of a Fashionpedia split, run a sample query, and leave the services runni
 
 Online it uses the real model and dataset from the Hugging Face hub. Offline:
     make demo DATASET=./sample_data MODEL=configs/tiny-clip.json PRETRAINED=none
-(./sample_data is generated on first use). `make demo-stop` stops the services.
+(./sample_data is generated on first use). `make demo-stop` stops the services. Every flag can
+also come from FASHIONRAG_<FLAG> (e.g. FASHIONRAG_QUERY_PORT); flags win.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -17,6 +17,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, CliApp
 
 from devstack.servers import (
     ROOT,
@@ -28,6 +31,12 @@ from devstack.servers import (
     start_query,
 )
 from fashionrag.collection import DEFAULT_COLLECTION
+from fashionrag.errors import FashionragError
+from fashionrag.fashionpedia import HUB_DATASET
+from fashionrag.settings import settings_config
+from query_service.cli import format_table
+from query_service.client import QueryClient
+from query_service.json_contract import outcome_dict
 
 STATE = ROOT / ".demo"
 PIDS = STATE / "pids.json"
@@ -36,6 +45,27 @@ OFFLINE_WAY = (
     "make demo DATASET=./sample_data MODEL=configs/tiny-clip.json PRETRAINED=none\n"
     "(random weights: the pipeline runs end to end, but the results mean nothing)"
 )
+
+
+class DemoSettings(BaseSettings):
+    """Settings of `make demo` (scripts/demo.py)."""
+
+    model_config = settings_config("make demo")
+
+    dataset: str = Field(
+        HUB_DATASET, description="a Hugging Face hub id, a local directory, or ./sample_data"
+    )
+    model: str = Field("ViT-B-32", description="an OpenCLIP name, hf-hub:<id>, or a config .json")
+    pretrained: str = Field(
+        "laion2b_s34b_b79k", description="a tag, a local checkpoint file, or none (random weights)"
+    )
+    limit: int = Field(1000, ge=0, description="index the first N images of the train split")
+    query: str = Field("red tops", description="the sample search run at the end")
+    chroma_port: int = Field(8000, ge=1, le=65535, description="ChromaDB's HTTP port")
+    embedder_port: int = Field(50051, ge=1, le=65535, description="the embedder's gRPC port")
+    query_port: int = Field(50052, ge=1, le=65535, description="the query service's gRPC port")
+    http_port: int = Field(8080, ge=1, le=65535, description="the gallery and JSON API port")
+    stop: bool = Field(False, description="stop a running demo and exit")
 
 
 def say(text: str) -> None:
@@ -53,7 +83,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
         return False
 
 
-def needs_hub(args: argparse.Namespace) -> list[str]:
+def needs_hub(args: DemoSettings) -> list[str]:
     needs = []
     if not Path(args.dataset).is_dir() and args.dataset != "./sample_data":
         needs.append(f"the dataset {args.dataset}")
@@ -100,21 +130,20 @@ def wait_ready(server: Server, timeout: float) -> None:
         ) from None
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="make demo")
-    parser.add_argument("--dataset", default="detection-datasets/fashionpedia")
-    parser.add_argument("--model", default="ViT-B-32")
-    parser.add_argument("--pretrained", default="laion2b_s34b_b79k")
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--query", default="red tops")
-    parser.add_argument("--chroma-port", type=int, default=int(os.environ.get("CHROMA_PORT", 8000)))
-    parser.add_argument(
-        "--embedder-port", type=int, default=int(os.environ.get("EMBEDDER_PORT", 50051))
-    )
-    parser.add_argument("--query-port", type=int, default=int(os.environ.get("QUERY_PORT", 50052)))
-    parser.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", 8080)))
-    parser.add_argument("--stop", action="store_true", help="stop a running demo and exit")
-    args = parser.parse_args()
+def sample_search(address: str, text: str) -> int:
+    """Run the sample search through the query client and print its table; the exit status."""
+    with QueryClient(address, timeout=60) as client:
+        try:
+            outcome = client.text(text, top_k=5)
+        except FashionragError as error:
+            print(f"demo: the sample search failed: {error}", file=sys.stderr)
+            return 1
+    print(format_table(outcome_dict(outcome)))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = CliApp.run(DemoSettings, cli_args=argv)
 
     STATE.mkdir(exist_ok=True)
     stop_previous()
@@ -150,8 +179,9 @@ def main() -> int:
     for port in (args.chroma_port, args.embedder_port, args.query_port, args.http_port):
         if not port_free(port):
             print(
-                f"demo: port {port} is in use; free it or set CHROMA_PORT, EMBEDDER_PORT, "
-                "QUERY_PORT, HTTP_PORT",
+                f"demo: port {port} is in use; free it or choose other ports with "
+                "FASHIONRAG_CHROMA_PORT, FASHIONRAG_EMBEDDER_PORT, FASHIONRAG_QUERY_PORT, "
+                "FASHIONRAG_HTTP_PORT (or --chroma-port ...)",
                 file=sys.stderr,
             )
             return 2
@@ -231,16 +261,14 @@ def main() -> int:
     )
 
     say(f'searching "{args.query}"')
-    search = subprocess.run(
-        [PY, "-m", "query_service", "search", args.query, "-k", "5", "--address", query], cwd=ROOT
-    )
+    status = sample_search(query, args.query)
     print()
     say(f"gallery: http://127.0.0.1:{args.http_port}/?q={args.query.replace(' ', '+')}")
     say(f"running: ChromaDB {chroma_url}, embedder {embedder}, query {query} (gRPC)")
     say(f'search more: .venv/bin/python -m query_service search "a long dress" --address {query}')
     say("stop everything: make demo-stop")
-    return search.returncode
+    return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

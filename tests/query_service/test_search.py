@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -14,6 +15,7 @@ import pytest
 from devstack import servers
 from devstack.ports import free_port
 from fashionrag.collection import connect
+from fashionrag.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
 from query_service.client import QueryClient
@@ -24,8 +26,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def stub(query: servers.Server) -> query_pb2_grpc.QueryStub:
-    return query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
+def client(query: servers.Server) -> Iterator[QueryClient]:
+    with QueryClient(query.address) as client:
+        yield client
+
+
+@pytest.fixture()
+def wire_stub(query: servers.Server) -> Iterator[query_pb2_grpc.QueryStub]:
+    """The bare generated stub, for the one test of what goes over the wire."""
+    with grpc.insecure_channel(query.address) as channel:
+        yield query_pb2_grpc.QueryStub(channel)
 
 
 def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,47 +48,44 @@ def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess
     )
 
 
-def test_indexed_image_finds_itself_first(
-    stub: query_pb2_grpc.QueryStub, dataset_dir: Path
-) -> None:
+def test_indexed_image_finds_itself_first(client: QueryClient, dataset_dir: Path) -> None:
     row = next(iter(load_split(str(dataset_dir), "train").skip(7)))
-    response = stub.Search(query_pb2.SearchRequest(image=row["image"]["bytes"], top_k=3))
-    first = response.results[0]
-    assert first.id == f"train-{row['image_id']}"
+    outcome = client.image(row["image"]["bytes"], top_k=3)
+    first = outcome.hits[0]
+    assert first.record.id == f"train-{row['image_id']}"
     assert first.distance == pytest.approx(0.0, abs=1e-4)
     assert first.score == pytest.approx(1.0, abs=1e-4)
-    assert response.query == "<image>"
+    assert outcome.query == "<image>"
 
 
-def test_text_results_are_ordered_with_existing_files(stub: query_pb2_grpc.QueryStub) -> None:
-    response = stub.Search(query_pb2.SearchRequest(text="something red", top_k=10))
-    distances = [r.distance for r in response.results]
+def test_text_results_are_ordered_with_existing_files(client: QueryClient) -> None:
+    outcome = client.text("something red", top_k=10)
+    distances = [hit.distance for hit in outcome.hits]
     assert len(distances) == 10
     assert distances == sorted(distances)
-    assert [r.rank for r in response.results] == list(range(1, 11))
-    for r in response.results:
-        assert Path(r.path).is_absolute() and Path(r.path).is_file()
-        assert r.width > 0 and r.height > 0
-        assert r.score == pytest.approx(1 - r.distance, abs=1e-6)
+    assert [hit.rank for hit in outcome.hits] == list(range(1, 11))
+    for hit in outcome.hits:
+        assert Path(hit.record.path).is_absolute() and Path(hit.record.path).is_file()
+        assert hit.record.width > 0 and hit.record.height > 0
+    # The client derives `score` from the distance; that the servicer writes the same into
+    # the wire's score field is tested in test_conversions.py.
 
 
-def test_distances_match_the_collection(stub: query_pb2_grpc.QueryStub, chroma_url: str) -> None:
-    response = stub.Search(query_pb2.SearchRequest(text="a long blue one", top_k=DATASET_ROWS))
-    assert len(response.results) == DATASET_ROWS - 1  # everything but the corrupt image
-    assert len({r.id for r in response.results}) == len(response.results)
-    assert connect(chroma_url).get_collection(COLLECTION).count() == len(response.results)
+def test_distances_match_the_collection(client: QueryClient, chroma_url: str) -> None:
+    outcome = client.text("a long blue one", top_k=DATASET_ROWS)
+    assert len(outcome.hits) == DATASET_ROWS - 1  # everything but the corrupt image
+    assert len({hit.record.id for hit in outcome.hits}) == len(outcome.hits)
+    assert connect(chroma_url).get_collection(COLLECTION).count() == len(outcome.hits)
 
 
-def test_category_filter_keeps_only_matching_images(
-    stub: query_pb2_grpc.QueryStub, chroma_url: str
-) -> None:
+def test_category_filter_keeps_only_matching_images(client: QueryClient, chroma_url: str) -> None:
     metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
     wanted = metas[0]["categories"][0]
     expected = sum(1 for m in metas if wanted in (m.get("categories") or []))
-    response = stub.Search(query_pb2.SearchRequest(text="x", top_k=100, categories=[wanted]))
-    assert len(response.results) == expected
-    assert all(wanted in r.categories for r in response.results)
-    assert list(response.applied_categories) == [wanted]
+    outcome = client.text("x", top_k=100, categories=[wanted])
+    assert len(outcome.hits) == expected
+    assert all(wanted in hit.record.categories for hit in outcome.hits)
+    assert outcome.applied_categories == [wanted]
 
 
 @pytest.mark.parametrize(
@@ -93,10 +100,12 @@ def test_category_filter_keeps_only_matching_images(
     ],
 )
 def test_bad_queries_are_invalid_argument(
-    stub: query_pb2_grpc.QueryStub, request_: query_pb2.SearchRequest, message: str
+    wire_stub: query_pb2_grpc.QueryStub, request_: query_pb2.SearchRequest, message: str
 ) -> None:
+    # The bare stub on purpose: the status code on the wire is the contract that callers in
+    # other languages see, without our client's translation into domain errors in between.
     with pytest.raises(grpc.RpcError) as info:
-        stub.Search(request_)
+        wire_stub.Search(request_)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (info.value.details() or "")
 
@@ -109,11 +118,9 @@ def test_collection_of_another_model_is_failed_precondition(
     other = servers.start_embedder(logs_dir / "embedder-other.log", seed=3)
     query = servers.start_query(logs_dir / "query-other.log", other.address, chroma_url, COLLECTION)
     try:
-        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Search(query_pb2.SearchRequest(text="red tops"))
-        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "seed 0" in (info.value.details() or "") and "seed 3" in (info.value.details() or "")
+        with QueryClient(query.address) as client, pytest.raises(FailedPrecondition) as info:
+            client.text("red tops")
+        assert "seed 0" in str(info.value) and "seed 3" in str(info.value)
     finally:
         query.stop()
         other.stop()
@@ -126,10 +133,8 @@ def test_missing_collection_is_not_found(
         logs_dir / "query-missing.log", embedder.address, chroma_url, "no-such-collection"
     )
     try:
-        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Search(query_pb2.SearchRequest(text="red tops"))
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        with QueryClient(query.address) as client, pytest.raises(NotFound):
+            client.text("red tops")
     finally:
         query.stop()
 
@@ -144,11 +149,12 @@ def test_embedder_down_is_unavailable(chroma_url: str, logs_dir: Path, indexed: 
         "3",
     )
     try:
-        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Search(query_pb2.SearchRequest(text="red tops"), timeout=20)
-        assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-        assert "embedder" in (info.value.details() or "")
+        with (
+            QueryClient(query.address) as client,
+            pytest.raises((Unavailable, DeadlineExceeded)) as info,
+        ):
+            client.text("red tops", timeout=20)
+        assert "embedder" in str(info.value)
     finally:
         query.stop()
 
@@ -192,29 +198,23 @@ def test_cli_needs_a_query(query: servers.Server) -> None:
     assert "--image" in result.stderr
 
 
-def test_category_named_in_the_text_restricts_and_is_reported(
-    stub: query_pb2_grpc.QueryStub,
-) -> None:
+def test_category_named_in_the_text_restricts_and_is_reported(client: QueryClient) -> None:
     tops = "top, t-shirt, sweatshirt"
-    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=100))
-    assert response.auto_category == tops
-    assert list(response.applied_categories) == [tops]
-    assert response.results and all(tops in r.categories for r in response.results)
+    outcome = client.text("red tops", top_k=100)
+    assert outcome.auto_category == tops
+    assert outcome.applied_categories == [tops]
+    assert outcome.hits and all(tops in hit.record.categories for hit in outcome.hits)
 
-    off = stub.Search(
-        query_pb2.SearchRequest(
-            text="red tops", top_k=100, category_mode=query_pb2.CATEGORY_MODE_OFF
-        )
-    )
+    off = client.text("red tops", top_k=100, auto_category=False)
     assert off.auto_category == "" and not off.applied_categories
-    assert len(off.results) > len(response.results)
+    assert len(off.hits) > len(outcome.hits)
 
 
-def test_explicit_categories_win_over_the_text(stub: query_pb2_grpc.QueryStub) -> None:
-    response = stub.Search(query_pb2.SearchRequest(text="red tops", top_k=100, categories=["shoe"]))
-    assert response.auto_category == ""
-    assert list(response.applied_categories) == ["shoe"]
-    assert all("shoe" in r.categories for r in response.results)
+def test_explicit_categories_win_over_the_text(client: QueryClient) -> None:
+    outcome = client.text("red tops", top_k=100, categories=["shoe"])
+    assert outcome.auto_category == ""
+    assert outcome.applied_categories == ["shoe"]
+    assert all("shoe" in hit.record.categories for hit in outcome.hits)
 
 
 def test_cli_saves_a_contact_sheet(query: servers.Server, tmp_path: Path) -> None:
@@ -236,20 +236,15 @@ def test_eval_arithmetic_matches_a_direct_computation(
     from query_service import evaluate
 
     annotations = evaluate.collection_annotations(chroma_url, COLLECTION)
+    metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
     with QueryClient(query.address) as client:
         scores = evaluate.evaluate(client, annotations, 10, categories=["dress", "shoe", "coat"])
-    stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-    metas = connect(chroma_url).get_collection(COLLECTION).get(include=["metadatas"])["metadatas"]
-    for score in scores:
-        holders = sum(1 for m in metas if score.category in (m.get("categories") or []))
-        assert score.base_rate == pytest.approx(holders / len(metas))
-        direct = stub.Search(
-            query_pb2.SearchRequest(
-                text=score.prompt, top_k=10, category_mode=query_pb2.CATEGORY_MODE_OFF
-            )
-        )
-        hits = sum(1 for r in direct.results if score.category in r.categories)
-        assert score.precision == pytest.approx(hits / len(direct.results))
+        for score in scores:
+            holders = sum(1 for m in metas if score.category in (m.get("categories") or []))
+            assert score.base_rate == pytest.approx(holders / len(metas))
+            direct = client.text(score.prompt, top_k=10, auto_category=False)
+            hits = sum(1 for hit in direct.hits if score.category in hit.record.categories)
+            assert score.precision == pytest.approx(hits / len(direct.hits))
     table = evaluate.markdown(scores, 10, "t")
     assert table.count("\n| ") == 2 + len(scores)  # the header, a row each, the mean
 
@@ -271,18 +266,17 @@ def test_chroma_down_is_unavailable_and_the_service_recovers(
     )
     assert result.returncode == 0, result.stderr
     query = servers.start_query(logs_dir / "query-recover.log", embedder.address, url, "recover")
-    stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-    request = query_pb2.SearchRequest(text="something", top_k=3)
+    client = QueryClient(query.address)
     try:
-        assert len(stub.Search(request).results) == 3
+        assert len(client.text("something", top_k=3).hits) == 3
         chroma.stop()
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Search(request, timeout=30)
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "ChromaDB" in (info.value.details() or "")
+        with pytest.raises(Unavailable) as info:
+            client.text("something", top_k=3, timeout=30)
+        assert "ChromaDB" in str(info.value)
         chroma = servers.start_chroma(data, logs_dir / "chroma-q2.log", port=chroma.port)
-        assert len(stub.Search(request, timeout=30).results) == 3
+        assert len(client.text("something", top_k=3, timeout=30).hits) == 3
     finally:
+        client.close()
         query.stop()
         chroma.stop()
 
@@ -308,14 +302,14 @@ def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_d
         )
 
     try:
-        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-        first = stub.Search(query_pb2.SearchRequest(text="a cached query", top_k=5))
-        calls = embed_calls()
-        again = stub.Search(query_pb2.SearchRequest(text="a cached query", top_k=5))
-        assert embed_calls() == calls  # answered from the cache
-        assert [r.id for r in again.results] == [r.id for r in first.results]
-        stub.Search(query_pb2.SearchRequest(text="another query", top_k=5))
-        assert embed_calls() == calls + 1
+        with QueryClient(query.address) as client:
+            first = client.text("a cached query", top_k=5)
+            calls = embed_calls()
+            again = client.text("a cached query", top_k=5)
+            assert embed_calls() == calls  # answered from the cache
+            assert [hit.record.id for hit in again.hits] == [hit.record.id for hit in first.hits]
+            client.text("another query", top_k=5)
+            assert embed_calls() == calls + 1
     finally:
         query.stop()
         embedder.stop()
@@ -352,12 +346,11 @@ def test_callers_deadline_reaches_the_embedder(
         return float(line.rsplit(" ", 1)[1])
 
     try:
-        stub = query_pb2_grpc.QueryStub(grpc.insecure_channel(query.address))
-        stub.Search(query_pb2.SearchRequest(text="warm", top_k=1), timeout=30)  # checks model
-        before = embedded_texts()
-        with pytest.raises(grpc.RpcError) as info:
-            stub.Search(query_pb2.SearchRequest(text="too slow for me", top_k=3), timeout=0.5)
-        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        with QueryClient(query.address) as client:
+            client.text("warm", top_k=1, timeout=30)  # checks the model
+            before = embedded_texts()
+            with pytest.raises(DeadlineExceeded):
+                client.text("too slow for me", top_k=3, timeout=0.5)
         time.sleep(2)  # past the batching window: the text would have been embedded by now
         assert embedded_texts() == before  # the embedder gave up with the caller
     finally:
