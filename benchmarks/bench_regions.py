@@ -160,7 +160,7 @@ def cost(model: str, images: int, seed: int) -> list[tuple[int, float]]:
                 best = float("inf")
                 for _ in range(3):
                     started = loop.time()
-                    # Eight images a request, as the indexer sends them, four requests at once.
+                    # Eight images a request, as the indexer sends them, all requests at once.
                     await asyncio.gather(
                         *(engine.embed_images(batch[s : s + 8]) for s in range(0, len(batch), 8))
                     )
@@ -201,7 +201,7 @@ def main() -> None:
         *("| " + " | ".join(row) + " |" for row in aspect_rows(regions.MARGIN)),
         "",
         f"Cost through the engine in-process ({args.model}, fp32, CPU; {args.images} generated "
-        "480x640 JPEG photos, 8 a request, 4 requests at once; best of 3):",
+        "480x640 JPEG photos, 8 a request, all requests at once; best of 3):",
         "",
         "| boxes per image | images/s | regions/s | images/s vs no boxes |",
         "|---|---|---|---|",

@@ -5,7 +5,10 @@ CLIP's preprocessing resizes a picture's short side to the model's input and cen
 square, so a tall box (pants, a dress) given as it is loses its top and bottom, and a wide one (a
 belt, shoes) its sides. Squaring the crop around the box first keeps the whole box in the model's
 input; the margin adds a ring of context. benchmarks/bench_regions.py measures both on
-Fashionpedia-like boxes: the figures behind MARGIN and SQUARE are in its docstring.
+Fashionpedia-like boxes (898 garments of generated outfits): unsquared, the model sees 68 % of a
+box on average with no margin, 84 % with 10 % and 96 % with 20 %, and only 57-59 % of pants,
+dresses and coats without margin; squared, it sees all of every box, and the box fills a median
+61 % of the input with no margin, 50 % with 5 %, 42 % with 10 %, 31 % with 20 %.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from fashionrag.errors import InvalidArgument
 Box = tuple[float, float, float, float]
 
 # Each side of the crop lies this share of the box's longer side beyond the box (before the
-# image's edges cut it). Chosen by benchmarks/bench_regions.py: the whole box reaches the model
-# at every aspect ratio, and a typical box still fills most of the input.
+# image's edges cut it): a thin ring of context so the garment's outline does not lie on the
+# input's edge, while the box still fills half the input in the median (38 % at the 10th
+# percentile); larger margins shrink the garment for background the model does not need.
 MARGIN = 0.05
 # Crops are squared up around their box (so CLIP's own centre crop cuts nothing of the box).
 SQUARE = True
