@@ -11,6 +11,10 @@ errors, translated in one place.
     with EmbedderClient("127.0.0.1:50051") as embedder:
         vectors = embedder.embed_texts(["red tops", "a long dress"])   # (2, D) float32
         print(embedder.model_info().model_name, vectors.shape)
+
+        # A photo and, per garment box (x0, y0, x1, y1 in its pixels), a vector and colours:
+        (photo,) = embedder.embed_images([ImageRequest("1", jpeg, [(10, 20, 110, 220)])])
+        photo.vector, photo.regions[0].vector, photo.regions[0].colour
 """
 
 from __future__ import annotations
@@ -32,21 +36,68 @@ SERVICE_NAME = "fashionrag.v1.Embedder"
 _MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
 
 
+BoxCoords = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """An image to embed with regions of it: `boxes` are (x0, y0, x1, y1) in the original
+    image's pixels, Fashionpedia's layout; each gets its own vector and colour names."""
+
+    id: str
+    data: bytes
+    boxes: Sequence[BoxCoords] = ()
+
+
+@dataclass(frozen=True)
+class RegionEmbedding:
+    """One box's outcome: `vector` (with the garment's primary `colour` and secondary `colour2`,
+    palette names, "" for none) is set, or `error` says why not."""
+
+    vector: np.ndarray | None
+    error: str | None
+    colour: str = ""
+    colour2: str = ""
+
+
 @dataclass(frozen=True)
 class ImageEmbedding:
-    """One image's outcome: `vector` is set, or `error` says why not."""
+    """One image's outcome: `vector` is set, or `error` says why not; `regions` has one outcome
+    per requested box, in order (none when the image failed)."""
 
     id: str
     vector: np.ndarray | None
     error: str | None
     width: int = 0
     height: int = 0
+    regions: tuple[RegionEmbedding, ...] = ()
 
 
-def _as_input(item: bytes | tuple[str, bytes], index: int) -> embedder_pb2.ImageInput:
+ImageLike = bytes | tuple[str, bytes] | ImageRequest
+
+
+def _as_input(item: ImageLike, index: int) -> embedder_pb2.ImageInput:
+    if isinstance(item, ImageRequest):
+        boxes = [embedder_pb2.Box(x0=b[0], y0=b[1], x1=b[2], y1=b[3]) for b in item.boxes]
+        return embedder_pb2.ImageInput(id=item.id, data=item.data, boxes=boxes)
     if isinstance(item, tuple):
         return embedder_pb2.ImageInput(id=item[0], data=item[1])
     return embedder_pb2.ImageInput(id=str(index), data=item)
+
+
+def _region(result: embedder_pb2.RegionResult) -> RegionEmbedding:
+    if result.HasField("embedding"):
+        vector = np.array(result.embedding.values, dtype=np.float32)
+        return RegionEmbedding(vector, None, result.colour, result.colour2)
+    return RegionEmbedding(None, result.error.message)
+
+
+def _image(result: embedder_pb2.ImageResult) -> ImageEmbedding:
+    if result.HasField("embedding"):
+        vector = np.array(result.embedding.values, dtype=np.float32)
+        regions = tuple(_region(r) for r in result.regions)
+        return ImageEmbedding(result.id, vector, None, result.width, result.height, regions)
+    return ImageEmbedding(result.id, None, result.error.message)
 
 
 class EmbedderClient(GrpcClient):
@@ -107,27 +158,36 @@ class EmbedderClient(GrpcClient):
     def _chunks(
         self, inputs: list[embedder_pb2.ImageInput]
     ) -> Iterator[list[embedder_pb2.ImageInput]]:
+        # The server counts each image and each of its boxes as one item.
         limit = self.model_info().max_batch_items
         chunk: list[embedder_pb2.ImageInput] = []
-        size = 0
+        size = items = 0
         for item in inputs:
-            item_size = len(item.data) + len(item.id) + 16
-            if chunk and (len(chunk) >= limit or size + item_size > _MAX_REQUEST_BYTES):
+            item_size = item.ByteSize() + 16
+            item_count = 1 + len(item.boxes)
+            if chunk and (items + item_count > limit or size + item_size > _MAX_REQUEST_BYTES):
                 yield chunk
-                chunk, size = [], 0
+                chunk, size, items = [], 0, 0
             chunk.append(item)
             size += item_size
+            items += item_count
         if chunk:
             yield chunk
 
     @translate_errors
     def embed_images(
-        self, images: Sequence[bytes | tuple[str, bytes]], timeout: float | None = None
+        self, images: Sequence[ImageLike], timeout: float | None = None
     ) -> list[ImageEmbedding]:
-        """Embed encoded images, given as bytes or (id, bytes); one outcome per image, in order.
+        """Embed encoded images, given as bytes, (id, bytes) or ImageRequest (with boxes); one
+        outcome per image, in order.
 
         An image that cannot be decoded gets an `error` and no vector; the others are embedded.
-        `timeout` is each request's deadline in seconds (default: the client's).
+        A box that is empty, not finite or outside its image gets an `error` in its region; the
+        image and its other boxes are embedded. `timeout` is each request's deadline in seconds
+        (default: the client's).
+
+        Raises:
+            InvalidArgument: an image carries more boxes than the server accepts.
         """
         inputs = [_as_input(item, i) for i, item in enumerate(images)]
         outcomes: list[ImageEmbedding] = []
@@ -135,12 +195,7 @@ class EmbedderClient(GrpcClient):
             response = self._stub.EmbedImages(
                 embedder_pb2.EmbedImagesRequest(images=chunk), timeout=timeout or self.timeout
             )
-            for r in response.results:
-                if r.HasField("embedding"):
-                    vector = np.array(r.embedding.values, dtype=np.float32)
-                    outcomes.append(ImageEmbedding(r.id, vector, None, r.width, r.height))
-                else:
-                    outcomes.append(ImageEmbedding(r.id, None, r.error.message))
+            outcomes.extend(_image(r) for r in response.results)
         return outcomes
 
     def embed_image(self, data: bytes, timeout: float | None = None) -> np.ndarray:
@@ -155,4 +210,11 @@ class EmbedderClient(GrpcClient):
         return outcome.vector
 
 
-__all__ = ["EmbedderClient", "FashionragError", "ImageEmbedding", "ModelInfo"]
+__all__ = [
+    "EmbedderClient",
+    "FashionragError",
+    "ImageEmbedding",
+    "ImageRequest",
+    "ModelInfo",
+    "RegionEmbedding",
+]

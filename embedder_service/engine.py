@@ -1,18 +1,22 @@
-"""The embedder's core, free of gRPC: validates requests, decodes images in a worker pool, and
-batches the model work of concurrent requests (see batcher.py) off the event loop."""
+"""The embedder's core, free of gRPC: validates requests, decodes images in a worker pool (where
+each box of an image is cropped and its colours named), and batches the model work of concurrent
+requests (see batcher.py) off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from embedder_service import regions
 from embedder_service.batcher import DynamicBatcher
+from embedder_service.garment_colour import garment_colours
 from embedder_service.images import check_header, decode_image
 from embedder_service.metrics import EmbedderMetrics
 from embedder_service.model import EmbeddingModel
@@ -31,14 +35,42 @@ class TextVector:
 
 
 @dataclass(frozen=True)
+class ImageItem:
+    """One image to embed: its id, its encoded bytes, and boxes (x0, y0, x1, y1) in its
+    original pixels to embed too."""
+
+    id: str
+    data: bytes
+    boxes: Sequence[Sequence[float]] = ()
+
+
+@dataclass(frozen=True)
+class RegionOutcome:
+    """The vector and colour names of one box, or why it has none."""
+
+    vector: np.ndarray | None = None
+    error: FashionragError | None = None
+    colour: str = ""
+    colour2: str = ""
+
+
+@dataclass(frozen=True)
 class ImageOutcome:
-    """The vector of one image, or why it has none."""
+    """The vector of one image and of its boxes, or why it has none."""
 
     id: str
     vector: np.ndarray | None = None
     error: FashionragError | None = None
     width: int = 0
     height: int = 0
+    regions: tuple[RegionOutcome, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Crop:
+    tensor: Any
+    colour: str
+    colour2: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +78,11 @@ class _Decoded:
     tensor: Any
     width: int
     height: int
+    regions: tuple[_Crop | FashionragError, ...] = ()
+
+    def tensors(self) -> list[Any]:
+        """The whole image's input, then each good crop's, in order."""
+        return [self.tensor, *(r.tensor for r in self.regions if isinstance(r, _Crop))]
 
 
 class EmbedEngine:
@@ -108,15 +145,26 @@ class EmbedEngine:
     def _run_images(self, tensors: list[Any]) -> list[np.ndarray]:
         return list(self.model.embed_images(tensors))
 
-    def _check_count(self, what: str, n: int) -> None:
+    def _check_count(self, what: str, n: int, boxes: int = 0) -> None:
         limit = self.settings.max_batch_items
         if n == 0:
             raise InvalidArgument(f"no {what} given; send between 1 and {limit}")
-        if n > limit:
+        if n + boxes > limit:
+            counted = f"{n} {what} and {boxes} boxes" if boxes else f"{n} {what}"
+            rule = "items (each image and each box counts as one)" if boxes else "are"
             raise InvalidArgument(
-                f"{n} {what} in one request; at most {limit} are accepted (the client splits "
+                f"{counted} in one request; at most {limit} {rule} accepted (the client splits "
                 "larger batches)"
             )
+
+    def _check_boxes(self, items: Sequence[ImageItem]) -> None:
+        limit = self.settings.max_boxes_per_image
+        for i, item in enumerate(items):
+            if len(item.boxes) > limit:
+                raise InvalidArgument(
+                    f"image {i} ({item.id!r}) has {len(item.boxes)} boxes; at most {limit} per "
+                    "image are accepted (--max-boxes-per-image)"
+                )
 
     async def embed_texts(self, texts: list[str]) -> list[TextVector]:
         """Embed texts, in order.
@@ -137,8 +185,11 @@ class EmbedEngine:
         results = await self._texts.submit(texts)
         return [TextVector(vector, truncated) for vector, truncated in results]
 
-    def _decode(self, data: bytes) -> _Decoded:
-        max_pixels = self.settings.max_image_pixels
+    def _decode(self, item: ImageItem) -> _Decoded:
+        """Decode one image into the model's input (runs in the decode workers)."""
+        if item.boxes:
+            return self._decode_with_regions(item)
+        data, max_pixels = item.data, self.settings.max_image_pixels
         if self.settings.gpu_decode:
             check_header(data, max_pixels)
             on_device = self.model.decode_on_device(data)
@@ -147,32 +198,96 @@ class EmbedEngine:
         image, width, height = decode_image(data, max_pixels, self._draft_size)
         return _Decoded(self.model.preprocess(image), width, height)
 
-    async def embed_images(self, items: list[tuple[str, bytes]]) -> list[ImageOutcome]:
-        """Embed (id, encoded bytes) pairs, in order; a bad image fails only its own item.
+    def _decode_with_regions(self, item: ImageItem) -> _Decoded:
+        """Decode one image once into the model's input for the whole image and, per box, its
+        crop's input and colour names, or the box's error (runs in the decode workers).
+
+        Pillow decodes here even under --gpu-decode: the crops and the colour names need the
+        pixels on the host, and one decode path for regions is the simplest to keep right.
+        """
+        data, max_pixels = item.data, self.settings.max_image_pixels
+        _, width, height = check_header(data, max_pixels)
+        rects: list[tuple[regions.Box, regions.Box] | FashionragError] = []
+        for box in item.boxes:
+            try:
+                clipped = regions.normalise_box(box, width, height)
+            except FashionragError as exc:
+                rects.append(exc)
+                continue
+            rects.append((clipped, regions.crop_rect(clipped, width, height)))
+        good = [r[1] for r in rects if isinstance(r, tuple)]
+        # A reduced JPEG decode still leaves every crop as many pixels as a whole image gets.
+        draft = regions.draft_size(good, width, height, self._draft_size)
+        image, width, height = decode_image(data, max_pixels, draft)
+        original = (width, height)
+        crops: list[_Crop | FashionragError] = []
+        for rect in rects:
+            if not isinstance(rect, tuple):
+                crops.append(rect)
+                continue
+            clipped, cut = rect
+            tensor = self.model.preprocess(regions.crop(image, cut, original))
+            crops.append(_Crop(tensor, *self._colours(image, clipped, original)))
+        return _Decoded(self.model.preprocess(image), width, height, tuple(crops))
+
+    @staticmethod
+    def _colours(image: Any, box: regions.Box, original: tuple[int, int]) -> tuple[str, str]:
+        try:
+            return garment_colours(image, box, original)
+        except Exception:
+            # The names are an extra: a failure to name them must not cost the box its vector.
+            log.exception("cannot name the colours of box %r", box)
+            return "", ""
+
+    async def embed_images(
+        self, items: Sequence[ImageItem | tuple[str, bytes]]
+    ) -> list[ImageOutcome]:
+        """Embed images, each given as an ImageItem or (id, encoded bytes), in order; a bad
+        image fails only its own item and a bad box only its own region.
 
         Raises:
-            InvalidArgument: no images, or too many.
+            InvalidArgument: no images, too many images and boxes together, or an image with too
+                many boxes.
             ResourceExhausted: the queue is full.
         """
-        self._check_count("images", len(items))
+        images = [i if isinstance(i, ImageItem) else ImageItem(*i) for i in items]
+        self._check_count("images", len(images), sum(len(i.boxes) for i in images))
+        self._check_boxes(images)
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
-            *(loop.run_in_executor(self._decode_pool, self._decode, data) for _, data in items),
+            *(loop.run_in_executor(self._decode_pool, self._decode, item) for item in images),
             return_exceptions=True,
         )
         good = [d for d in decoded if isinstance(d, _Decoded)]
-        vectors = iter(await self._images.submit([d.tensor for d in good]) if good else [])
+        tensors = [t for d in good for t in d.tensors()]
+        vectors = iter(await self._images.submit(tensors) if tensors else [])
         outcomes: list[ImageOutcome] = []
-        for (item_id, _), result in zip(items, decoded, strict=True):
+        for item, result in zip(images, decoded, strict=True):
             if isinstance(result, _Decoded):
+                vector = next(vectors)
                 outcomes.append(
-                    ImageOutcome(item_id, next(vectors), None, result.width, result.height)
+                    ImageOutcome(
+                        item.id,
+                        vector,
+                        None,
+                        result.width,
+                        result.height,
+                        tuple(self._region(item.id, r, vectors) for r in result.regions),
+                    )
                 )
                 continue
             if not isinstance(result, FashionragError):
-                log.error("image %r failed unexpectedly", item_id, exc_info=result)
+                log.error("image %r failed unexpectedly", item.id, exc_info=result)
                 result = InvalidArgument(f"cannot process image: {result}")
-            log.info("image %r refused: %s", item_id, result)
+            log.info("image %r refused: %s", item.id, result)
             self.metrics.item_errors.labels("images").inc()
-            outcomes.append(ImageOutcome(item_id, error=result))
+            outcomes.append(ImageOutcome(item.id, error=result))
         return outcomes
+
+    def _region(self, image_id: str, crop: _Crop | FashionragError, vectors: Any) -> RegionOutcome:
+        if isinstance(crop, _Crop):
+            self.metrics.items.labels("regions").inc()
+            return RegionOutcome(next(vectors), None, crop.colour, crop.colour2)
+        log.info("a box of image %r refused: %s", image_id, crop)
+        self.metrics.item_errors.labels("regions").inc()
+        return RegionOutcome(error=crop)

@@ -11,7 +11,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 class EmbedderMetrics(RpcMetrics):
     """Requests, errors and latency by method and code (from RpcMetrics), plus the batcher's:
-    batch sizes, queue depth and wait, and items embedded (rate() gives items per second)."""
+    batch sizes, queue depth and wait, and items embedded (rate() gives items per second), images
+    and the regions (box crops) among them."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__("fashionrag_embedder", registry or CollectorRegistry())
@@ -36,13 +37,16 @@ class EmbedderMetrics(RpcMetrics):
         )
         self.items = Counter(
             "fashionrag_embedder_items",
-            "Items embedded (rate() of the _total series is items per second).",
+            "Items embedded (rate() of the _total series is items per second); kind "
+            '"images" counts every forward-pass input (whole images and box crops), "regions" '
+            "the box crops alone.",
             ["kind"],
             registry=self.registry,
         )
         self.item_errors = Counter(
             "fashionrag_embedder_item_errors",
-            "Items refused one by one (undecodable or oversized images).",
+            "Items refused one by one (undecodable or oversized images; boxes that are empty "
+            "or outside their image, kind regions).",
             ["kind"],
             registry=self.registry,
         )

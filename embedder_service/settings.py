@@ -42,7 +42,12 @@ class EmbedderSettings(ModelSettings, ServerSettings):
 
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port)")
     max_batch_items: int = Field(
-        256, ge=1, description="most texts or images one request may carry"
+        256,
+        ge=1,
+        description="most texts, or images and their boxes, one request may carry",
+    )
+    max_boxes_per_image: int = Field(
+        64, ge=0, description="most boxes (regions to embed too) one image may carry"
     )
     max_batch_size: int = Field(
         32, ge=1, description="most items in one forward pass (requests are batched together)"
