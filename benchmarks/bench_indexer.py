@@ -17,7 +17,7 @@ from pathlib import Path
 from benchmarks.common import write_results
 from devstack import sample_data
 from devstack.servers import indexer_args, run_indexer, start_chroma, start_embedder
-from fashionrag.collection import connect
+from fashionrag.collection_store import connect
 from indexer_service.dataset import iter_rows, load_split
 from indexer_service.records import save_original
 

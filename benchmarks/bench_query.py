@@ -23,7 +23,8 @@ from devstack.servers import start_chroma, start_embedder, start_query
 from embedder_service.client import EmbedderClient
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import ModelSettings
-from fashionrag.collection import ImageRecord, connect, open_collection
+from fashionrag.collection import ImageRecord
+from fashionrag.collection_store import connect, open_collections
 from fashionrag.fashionpedia import CATEGORIES
 from query_service.client import QueryClient
 
@@ -31,7 +32,7 @@ from query_service.client import QueryClient
 def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
     """A collection of `n` random unit vectors with the contract's metadata, for this model."""
     model = embedder.model_info()
-    collection = open_collection(connect(chroma_url), "bench", model, create=True)
+    collection = open_collections(connect(chroma_url), "bench", model, create=True).photos
     rng = np.random.default_rng(0)
     for start in range(0, n, 2000):
         count = min(2000, n - start)

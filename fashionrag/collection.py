@@ -1,26 +1,18 @@
-"""The ChromaDB collection: the contract between the indexer (writer) and the query service
-(reader).
+"""The collection contract between the indexer (writer) and the query service (reader).
 
-Written down once here: the collection's name, each record's id, the metadata keys, the distance
-space, and the identity of the model that made the vectors, which the collection records so that
-vectors of different models never meet.
+Written down once here: the collections' names, each record's id, the metadata keys of photo and
+garment records, the filters, the distance space, the layout version, and the identity of the
+model that made the vectors, which the collection records so that vectors of different models
+never meet. How the records reach ChromaDB is collection_store.py's.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
-from fashionrag.errors import (
-    FashionragError,
-    InvalidArgument,
-    ModelMismatch,
-    NotFound,
-    Unavailable,
-)
+from fashionrag.errors import FailedPrecondition, InvalidArgument, ModelMismatch
 from fashionrag.fashionpedia import CATEGORIES
 from fashionrag.model_info import ModelInfo
 
@@ -34,6 +26,18 @@ KEY_PATH = "path"  # the saved original file, absolute
 KEY_WIDTH = "width"
 KEY_HEIGHT = "height"
 KEY_CATEGORIES = "categories"  # list of category names, absent when the image has none
+# Garment records only (see GarmentRecord).
+KEY_PHOTO = "photo"  # the record id of the garment's photo
+KEY_CATEGORY = "category"  # one of the 27 garment categories
+KEY_COLOUR = "colour"  # primary colour name (fashionrag.colours.COLOURS)
+KEY_COLOUR2 = "colour2"  # secondary colour name, "" when one colour dominates
+KEY_BOX = ("x0", "y0", "x1", "y1")  # the box in the photo's pixels
+KEY_AREA = "area"  # the box's share of the photo's area, 0..1
+# "<category>/<colour>" of the primary (and secondary) colour: a garment filter is then one
+# small equality or $in on one key, which ChromaDB answers several times faster than an $and
+# of category and colour (benchmarks/bench_lookup.py).
+KEY_GARMENT = "garment"
+KEY_GARMENT2 = "garment2"
 
 # Collection metadata keys: the model identity.
 KEY_MODEL_NAME = "fashionrag:model_name"
@@ -41,7 +45,15 @@ KEY_PRETRAINED = "fashionrag:pretrained"
 KEY_DIMENSION = "fashionrag:dimension"
 KEY_SEED = "fashionrag:seed"
 KEY_SCHEMA = "fashionrag:schema"
-SCHEMA_VERSION = 1
+# The layout version: 1 held photo records only; 2 adds garment records, in a collection of their
+# own beside the photos' (measured faster to filter than one collection with a kind key).
+SCHEMA_VERSION = 2
+GARMENTS_SUFFIX = "-garments"
+
+
+def garments_collection_name(name: str) -> str:
+    """The collection of the garment records that belong to photo collection `name`."""
+    return f"{name}{GARMENTS_SUFFIX}"
 
 
 def record_id(split: str, image_id: int) -> str:
@@ -88,6 +100,67 @@ class ImageRecord:
         )
 
 
+def garment_record_id(split: str, image_id: int, bbox_id: int) -> str:
+    """The record id of one garment box: its photo's id and Fashionpedia's box id."""
+    return f"{record_id(split, image_id)}-g{bbox_id}"
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class GarmentRecord:
+    """One garment of a photo (a Fashionpedia box of a garment category), stored beside the
+    vector of its crop."""
+
+    id: str
+    photo_id: str
+    image_id: int
+    split: str
+    category: str
+    box: Box
+    area: float
+    colour: str
+    colour2: str = ""
+
+    def metadata(self) -> dict[str, Any]:
+        """The record's ChromaDB metadata."""
+        meta: dict[str, Any] = {
+            KEY_PHOTO: self.photo_id,
+            KEY_IMAGE_ID: self.image_id,
+            KEY_SPLIT: self.split,
+            KEY_CATEGORY: self.category,
+            KEY_COLOUR: self.colour,
+            KEY_COLOUR2: self.colour2,
+            KEY_GARMENT: garment_key(self.category, self.colour),
+            KEY_GARMENT2: garment_key(self.category, self.colour2),
+            KEY_AREA: round(self.area, 6),
+        }
+        meta.update({key: float(value) for key, value in zip(KEY_BOX, self.box, strict=True)})
+        return meta
+
+    @classmethod
+    def from_metadata(cls, record_id: str, meta: Mapping[str, Any]) -> GarmentRecord:
+        """Read a record back from ChromaDB's metadata."""
+        x0, y0, x1, y1 = (float(meta.get(key, 0.0)) for key in KEY_BOX)
+        return cls(
+            id=record_id,
+            photo_id=str(meta.get(KEY_PHOTO, "")),
+            image_id=int(meta.get(KEY_IMAGE_ID, 0)),
+            split=str(meta.get(KEY_SPLIT, "")),
+            category=str(meta.get(KEY_CATEGORY, "")),
+            box=(x0, y0, x1, y1),
+            area=float(meta.get(KEY_AREA, 0.0)),
+            colour=str(meta.get(KEY_COLOUR, "")),
+            colour2=str(meta.get(KEY_COLOUR2, "")),
+        )
+
+
+def garment_key(category: str, colour: str) -> str:
+    """The compound key of a garment category in a colour ("" colour: none)."""
+    return f"{category}/{colour}"
+
+
 def validate_categories(names: Iterable[str]) -> list[str]:
     """Check category names against Fashionpedia's 46.
 
@@ -123,6 +196,22 @@ _MODEL_KEYS = {
 }
 
 
+def garment_filter(terms: Sequence[tuple[str, Sequence[str]]]) -> dict[str, Any] | None:
+    """The `where` filter on garment records matching any term: a (category, colours) pair
+    keeps garments of that category whose primary or secondary colour is one of `colours`
+    (any colour when empty). None: no term, no filter."""
+    keyed = sorted({garment_key(c, colour) for c, colours in terms for colour in colours})
+    plain = sorted({c for c, colours in terms if not colours})
+    clauses: list[dict[str, Any]] = []
+    if keyed:
+        clauses += [{KEY_GARMENT: {"$in": keyed}}, {KEY_GARMENT2: {"$in": keyed}}]
+    if plain:
+        clauses.append({KEY_CATEGORY: {"$in": plain}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+
 def model_metadata(model: ModelInfo) -> dict[str, Any]:
     """The collection metadata that records which model made its vectors."""
     meta: dict[str, Any] = {_MODEL_KEYS[k]: v for k, v in model.identity().items()}
@@ -143,6 +232,21 @@ def recorded_model(meta: Mapping[str, Any] | None) -> ModelInfo | None:
     )
 
 
+def check_layout(collection_name: str, collection_meta: Mapping[str, Any] | None) -> None:
+    """Refuse a collection written in another layout version than this code's.
+
+    Raises:
+        FailedPrecondition: it records another layout (or none).
+    """
+    found = (collection_meta or {}).get(KEY_SCHEMA)
+    if found != SCHEMA_VERSION:
+        raise FailedPrecondition(
+            f"collection {collection_name!r} has layout version {found or 1}, this version of "
+            f"fashionrag reads and writes layout {SCHEMA_VERSION} (photos and garments); rerun "
+            "the indexer with --recreate to rebuild it"
+        )
+
+
 def check_model(
     collection_name: str, collection_meta: Mapping[str, Any] | None, model: ModelInfo
 ) -> None:
@@ -158,183 +262,3 @@ def check_model(
             f"but the embedder runs {model}; use the same model, another --collection, or "
             "re-index with --recreate"
         )
-
-
-def connect(url: str) -> Any:
-    """A ChromaDB HttpClient for a server URL such as http://127.0.0.1:8000, telemetry off.
-
-    Raises:
-        InvalidArgument: the URL is malformed.
-        Unavailable: no ChromaDB server answers there.
-    """
-    import chromadb
-    from chromadb.config import Settings
-
-    parsed = urlparse(url if "://" in url else f"http://{url}")
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise InvalidArgument(f"--chroma {url!r} is not a URL such as http://127.0.0.1:8000")
-    try:
-        return chromadb.HttpClient(
-            host=parsed.hostname,
-            port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-            ssl=parsed.scheme == "https",
-            settings=Settings(anonymized_telemetry=False),
-        )
-    except ValueError as exc:  # what the client raises when nothing answers
-        raise Unavailable(f"ChromaDB at {url} cannot be reached: {exc}") from exc
-
-
-def open_collection(
-    client: Any, name: str, model: ModelInfo, *, create: bool, recreate: bool = False
-) -> Any:
-    """Open the collection for `model`, creating it (cosine space, model recorded) if asked.
-
-    Args:
-        client: a ChromaDB client.
-        name: the collection's name.
-        model: the embedder's model identity.
-        create: create the collection when missing (the indexer) or refuse (the query service).
-        recreate: drop an existing collection first (the indexer's --recreate).
-
-    Raises:
-        NotFound: missing and `create` is False.
-        ModelMismatch: it exists and records another model (and `recreate` is False).
-        Unavailable: ChromaDB cannot be reached.
-    """
-    try:
-        existing = {c.name if hasattr(c, "name") else c for c in client.list_collections()}
-        if recreate and name in existing:
-            client.delete_collection(name)
-            existing.discard(name)
-        if name not in existing:
-            if not create:
-                raise NotFound(f"collection {name!r} does not exist; index some images first")
-            collection = client.get_or_create_collection(
-                name,
-                metadata=model_metadata(model),
-                configuration={"hnsw": {"space": SPACE}},
-                embedding_function=None,
-            )
-        else:
-            collection = client.get_collection(name, embedding_function=None)
-    except (NotFound, ModelMismatch):
-        raise
-    except Exception as exc:
-        if is_unreachable(exc):
-            raise Unavailable(f"ChromaDB cannot be reached: {exc}") from exc
-        raise
-    check_model(name, collection.metadata, model)
-    return collection
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Whether an error of the ChromaDB client means the server could not be reached (rather
-    than that it refused the request): the one test the indexer and the query service share."""
-    import httpx
-
-    return isinstance(exc, httpx.TransportError | ConnectionError)
-
-
-class CollectionReader:
-    """The query side of the collection: opened on first use (so a service starts while ChromaDB
-    is away), checked against the embedder's model, forgotten after a failure so the next call
-    opens it again (a server back from a restart, a collection re-created by --recreate), and
-    ChromaDB's errors turned into fashionrag's.
-
-    Args:
-        chroma_url: the ChromaDB server URL.
-        name: the collection's name.
-        model_info: asks the embedder which model it runs (called at each (re)open).
-        on_open: called after each (re)open, e.g. to drop vectors cached for an older model.
-    """
-
-    def __init__(
-        self,
-        chroma_url: str,
-        name: str,
-        model_info: Callable[[], ModelInfo],
-        on_open: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.chroma_url = chroma_url
-        self.name = name
-        self._model_info = model_info
-        self._on_open = on_open
-        self._client: Any = None
-        self._collection: Any = None
-        self._lock = threading.Lock()
-
-    def open(self) -> Any:
-        """The collection, opened once its model is checked against the embedder's.
-
-        Raises:
-            NotFound: the collection does not exist.
-            ModelMismatch: it was made by another model.
-            Unavailable: ChromaDB or the embedder cannot be reached.
-        """
-        with self._lock:
-            if self._collection is None:
-                model = self._model_info()
-                self._collection = self._call(
-                    "open",
-                    lambda: open_collection(self._chroma(), self.name, model, create=False),
-                )
-                self._on_open()
-            return self._collection
-
-    def forget(self) -> None:
-        """Open (and check) the collection again on the next call."""
-        with self._lock:
-            self._collection = None
-
-    def query(
-        self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
-    ) -> list[tuple[str, dict[str, Any], float]]:
-        """The `n_results` nearest records under `where`: (id, metadata, distance), nearest
-        first."""
-        collection = self.open()
-        result = self._call(
-            "query",
-            lambda: collection.query(
-                query_embeddings=[list(vector)],
-                n_results=n_results,
-                where=where,
-                include=["metadatas", "distances"],
-            ),
-        )
-        rows = zip(result["ids"][0], result["metadatas"][0], result["distances"][0], strict=True)
-        return sorted(
-            ((rid, dict(meta or {}), float(distance)) for rid, meta, distance in rows),
-            key=lambda row: row[2],
-        )
-
-    def get(self, record_id: str) -> dict[str, Any] | None:
-        """The metadata of one record, or None when there is no such record."""
-        collection = self.open()
-        found = self._call("get", lambda: collection.get(ids=[record_id], include=["metadatas"]))
-        return dict(found["metadatas"][0] or {}) if found["ids"] else None
-
-    def heartbeat(self) -> None:
-        """Check that ChromaDB answers.
-
-        Raises:
-            Unavailable: it does not.
-        """
-        self._call("heartbeat", lambda: self._chroma().heartbeat())
-
-    def _chroma(self) -> Any:
-        if self._client is None:
-            self._client = connect(self.chroma_url)
-        return self._client
-
-    def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except FashionragError:
-            raise
-        except Exception as exc:
-            self._collection = None  # opened again on the next call
-            if is_unreachable(exc):
-                raise Unavailable(
-                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
-                ) from exc
-            raise

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic_settings import CliApp
 
 from embedder_service.client import EmbedderClient
-from fashionrag.collection import connect, open_collection
+from fashionrag.collection_store import connect, open_collections
 from fashionrag.errors import FashionragError
 from fashionrag.logs import setup_logging
 from indexer_service.dataset import Shard, iter_rows, load_split
@@ -56,9 +56,9 @@ def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[
             model.device,
         )
         chroma = connect(settings.chroma)
-        collection = open_collection(
+        collection = open_collections(
             chroma, settings.collection, model, create=True, recreate=settings.recreate
-        )
+        ).photos
         total = None
         if settings.limit:
             total = len(range(shard.number, settings.limit, shard.count))

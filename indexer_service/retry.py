@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import tenacity
 
-from fashionrag.collection import is_unreachable
+from fashionrag.collection_store import is_unreachable
 from fashionrag.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pydantic_settings import CliApp
 
-from fashionrag.collection import KEY_CATEGORIES, connect
+from fashionrag.collection import KEY_CATEGORIES
+from fashionrag.collection_store import connect
 from fashionrag.fashionpedia import GARMENTS
 from query_service.client import QueryClient
 from query_service.settings import EvalSettings

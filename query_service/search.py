@@ -31,10 +31,10 @@ class ImageEmbedder(Protocol):
 
 
 class Collection(Protocol):
-    """What the core needs of the collection (fashionrag.collection.CollectionReader)."""
+    """What the core needs of the collection (fashionrag.collection_store.CollectionReader)."""
 
     def open(self) -> Any: ...
-    def query(
+    def query_photos(
         self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
     ) -> list[tuple[str, dict[str, Any], float]]: ...
     def get(self, record_id: str) -> dict[str, Any] | None: ...
@@ -110,7 +110,7 @@ class SearchCore:
         else:
             assert query.image is not None
             vector = self.embedder.embed_image(query.image, timeout)
-        rows = self.collection.query(vector.tolist(), top_k, category_filter(categories))
+        rows = self.collection.query_photos(vector.tolist(), top_k, category_filter(categories))
         hits = [
             Hit(rank, ImageRecord.from_metadata(rid, meta), max(0.0, distance))
             for rank, (rid, meta, distance) in enumerate(rows, start=1)

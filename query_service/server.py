@@ -8,7 +8,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from embedder_service.client import EmbedderClient
-from fashionrag.collection import CollectionReader
+from fashionrag.collection_store import CollectionReader
 from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from fashionrag import collection
-from fashionrag.errors import InvalidArgument, ModelMismatch
+from fashionrag import collection, collection_store
+from fashionrag.errors import FailedPrecondition, InvalidArgument, ModelMismatch
 from fashionrag.fashionpedia import CATEGORIES
 from fashionrag.model_info import ModelInfo
 
@@ -84,4 +84,44 @@ def test_collection_without_model_record_is_refused() -> None:
 
 def test_bad_chroma_url_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="not a URL"):
-        collection.connect("ftp://somewhere")
+        collection_store.connect("ftp://somewhere")
+
+
+def test_garment_record_metadata_round_trips_with_its_compound_keys() -> None:
+    record = collection.GarmentRecord(
+        id=collection.garment_record_id("train", 3, 31),
+        photo_id="train-3",
+        image_id=3,
+        split="train",
+        category="skirt",
+        box=(1.0, 2.0, 30.5, 40.0),
+        area=0.25,
+        colour="red",
+        colour2="white",
+    )
+    meta = record.metadata()
+    assert record.id == "train-3-g31"
+    assert (meta["garment"], meta["garment2"]) == ("skirt/red", "skirt/white")
+    assert collection.GarmentRecord.from_metadata(record.id, meta) == record
+
+
+def test_garment_filter_keeps_category_and_colour_pairs() -> None:
+    assert collection.garment_filter([]) is None
+    assert collection.garment_filter([("skirt", [])]) == {"category": {"$in": ["skirt"]}}
+    both = collection.garment_filter(
+        [("skirt", ["red"]), ("pants", ["blue", "navy"]), ("shoe", [])]
+    )
+    assert both == {
+        "$or": [
+            {"garment": {"$in": ["pants/blue", "pants/navy", "skirt/red"]}},
+            {"garment2": {"$in": ["pants/blue", "pants/navy", "skirt/red"]}},
+            {"category": {"$in": ["shoe"]}},
+        ]
+    }
+
+
+def test_a_collection_of_the_old_layout_is_refused_naming_the_way_out() -> None:
+    old = {**collection.model_metadata(Model()), collection.KEY_SCHEMA: 1}
+    with pytest.raises(FailedPrecondition, match="--recreate"):
+        collection.check_layout("c", old)
+    collection.check_layout("c", collection.model_metadata(Model()))

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from devstack import sample_data, servers
-from fashionrag.collection import connect, record_id
+from fashionrag.collection import record_id
+from fashionrag.collection_store import connect
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import pytest
 
 from devstack import servers
 from embedder_service.client import EmbedderClient
-from fashionrag.collection import KEY_DIMENSION, KEY_MODEL_NAME, connect, record_id
+from fashionrag.collection import KEY_DIMENSION, KEY_MODEL_NAME, record_id
+from fashionrag.collection_store import connect
 from indexer_service.dataset import load_split
 from tests.conftest import CORRUPT_ROWS, DATASET_ROWS
 

@@ -56,7 +56,7 @@ class FakeCollection:
         self.opened += 1
         return self
 
-    def query(
+    def query_photos(
         self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
     ) -> list[tuple[str, dict[str, Any], float]]:
         self.wheres.append(where)

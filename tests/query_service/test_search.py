@@ -14,7 +14,7 @@ import pytest
 
 from devstack import servers
 from devstack.ports import free_port
-from fashionrag.collection import connect
+from fashionrag.collection_store import connect
 from fashionrag.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
