@@ -322,6 +322,19 @@ def indexer_args(
     ]
 
 
+def start_indexer(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m indexer_service` without waiting (several at once, or one to kill
+    mid-run); `communicate()` gives its stdout, whose last line is its JSON summary."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer_service", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or child_env(),
+        cwd=ROOT,
+    )
+
+
 def run_indexer(
     *args: str,
     timeout: float | None = 300,

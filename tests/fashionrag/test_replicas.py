@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devstack import servers
 from devstack.dns import LoopbackDns
+from devstack.metrics import counter_total
 from devstack.ports import free_port
 from query_service.client import QueryClient
 
@@ -54,15 +53,8 @@ class Replica:
 
     def calls(self) -> int:
         """EmbedTexts calls this replica has answered, whatever their status."""
-        text = httpx.get(self.metrics_url, timeout=5).text
         return int(
-            sum(
-                sample.value
-                for family in text_string_to_metric_families(text)
-                for sample in family.samples
-                if sample.name == "fashionrag_embedder_requests_total"
-                and sample.labels.get("method") == "EmbedTexts"
-            )
+            counter_total(self.metrics_url, "fashionrag_embedder_requests", method="EmbedTexts")
         )
 
 
