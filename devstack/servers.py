@@ -206,6 +206,7 @@ def start_embedder(
     log_path: Path | None,
     *extra: str,
     port: int | None = None,
+    host: str = "127.0.0.1",
     model: Path | str = TINY_MODEL,
     pretrained: str = "none",
     seed: int = 0,
@@ -216,7 +217,8 @@ def start_embedder(
     timeout: float | None = None,
 ) -> Server:
     """The embedder, by default with the tiny model-config and seeded random weights, SERVING
-    unless `wait` is False; `extra` are more of its flags.
+    unless `wait` is False; `extra` are more of its flags. `host` is the loopback address it
+    listens on: replicas on 127.0.0.2, 127.0.0.3... can share one port, as behind a DNS name.
 
     fp32 unless asked: tests compare with open_clip's own fp32 vectors, and on a CPU with AMX
     `--precision auto` would pick bf16.
@@ -228,6 +230,8 @@ def start_embedder(
             sys.executable,
             "-m",
             "embedder_service",
+            "--host",
+            host,
             "--port",
             str(port),
             "--model",
@@ -245,6 +249,7 @@ def start_embedder(
         env,
         detach=detach,
     )
+    server.address = f"{host}:{port}"
     return _launch(server, wait, timeout)
 
 
@@ -315,6 +320,19 @@ def indexer_args(
         collection,
         *extra,
     ]
+
+
+def start_indexer(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start `python -m indexer_service` without waiting (several at once, or one to kill
+    mid-run); `communicate()` gives its stdout, whose last line is its JSON summary."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "indexer_service", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or child_env(),
+        cwd=ROOT,
+    )
 
 
 def run_indexer(

@@ -63,6 +63,7 @@ async def serve(settings: EmbedderSettings) -> None:
         [SERVICE_NAME],
         grace_seconds=settings.grace_seconds,
         interceptors=[ObservabilityInterceptor(metrics)],
+        max_connection_age_seconds=settings.max_connection_age_seconds,
     )
 
     async def load() -> None:

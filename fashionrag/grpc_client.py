@@ -1,7 +1,9 @@
 """What every fashionrag client shares: a channel that lets gRPC's own machinery spread calls over
 every replica behind a DNS name (round_robin), skip replicas that report NOT_SERVING
-(client-side health checking) and retry with jittered backoff; waiting until the service is
-ready; and gRPC errors turned into fashionrag's domain errors in one place."""
+(client-side health checking) and retry with jittered backoff; finding replicas added to the name
+(servers close connections at a maximum age, and the channel then resolves the name again);
+waiting until the service is ready; and gRPC errors turned into fashionrag's domain errors in one
+place."""
 
 from __future__ import annotations
 
@@ -15,6 +17,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fashionrag.errors import Unavailable, from_rpc_error
 from fashionrag.grpc_options import CHANNEL_OPTIONS
+
+# A channel resolves its DNS name again when a connection ends (a server's maximum connection age,
+# a replica gone), but by default at most once in 30 s: a replica added to the name would wait that
+# long on top of the connection age. Once a second keeps it prompt while a burst of connections
+# ending together still costs the DNS server one query.
+MIN_SECONDS_BETWEEN_RESOLUTIONS = 1.0
+CLIENT_OPTIONS: list[tuple[str, int]] = [
+    *CHANNEL_OPTIONS,
+    ("grpc.dns_min_time_between_resolutions_ms", round(MIN_SECONDS_BETWEEN_RESOLUTIONS * 1000)),
+]
 
 
 def service_config(service_name: str, retryable: Sequence[str]) -> dict[str, Any]:
@@ -40,12 +52,15 @@ def service_config(service_name: str, retryable: Sequence[str]) -> dict[str, Any
 
 
 class GrpcClient:
-    """A channel to one address, or to every replica behind "dns:///name:port".
+    """A channel to one address, or to every replica behind "dns:///name:port" (or
+    "dns://DNS_SERVER:53/name:port", to ask that DNS server rather than the system's).
 
     Subclasses name their service, what to call it in messages, and which codes to retry.
 
     Args:
-        target: "host:port", or "dns:///name:port" to use every address the name resolves to.
+        target: "host:port", or "dns:///name:port" to use every address the name resolves to;
+            the name is resolved again whenever a connection ends, so replicas added to it
+            receive calls within about the servers' maximum connection age.
         timeout: the default deadline of each call, in seconds.
     """
 
@@ -57,7 +72,7 @@ class GrpcClient:
         self.target = target
         self.timeout = timeout
         config = service_config(self.service_name, self.retryable)
-        options = [*CHANNEL_OPTIONS, ("grpc.service_config", json.dumps(config))]
+        options = [*CLIENT_OPTIONS, ("grpc.service_config", json.dumps(config))]
         self.channel = grpc.insecure_channel(target, options=options)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 

@@ -10,3 +10,7 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+
+# Servers close each connection after about this long (gRPC adds +-10% jitter), so that callers
+# resolve the service's DNS name again and find replicas added since they connected.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 30.0

@@ -3,6 +3,11 @@
 Health (`grpc.health.v1`) reports NOT_SERVING until the service is ready (the model loaded, the
 backends reachable), server reflection is on, and SIGTERM or SIGINT turns health back to
 NOT_SERVING and stops the server with a grace period so that calls in flight finish.
+
+Every server also closes each connection after a maximum age (calls in flight get the same grace),
+so that callers balancing over a DNS name resolve it again and find replicas added since; and it
+refuses a port another process already listens on, instead of sharing it (SO_REUSEPORT, gRPC's
+default, would let a second server silently take part of the first one's traffic).
 """
 
 from __future__ import annotations
@@ -16,9 +21,25 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from fashionrag.grpc_options import CHANNEL_OPTIONS
+from fashionrag.errors import ConfigurationError
+from fashionrag.grpc_options import CHANNEL_OPTIONS, DEFAULT_MAX_CONNECTION_AGE_SECONDS
 
 log = logging.getLogger(__name__)
+
+
+def server_options(
+    max_connection_age_seconds: float, grace_seconds: float
+) -> list[tuple[str, int]]:
+    """The options of every fashionrag server: the shared message limits, no SO_REUSEPORT, and
+    connections closed after `max_connection_age_seconds` (0: never), calls in flight on them
+    given `grace_seconds` to finish."""
+    options = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+    if max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", round(max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(grace_seconds * 1000)),
+        ]
+    return options
 
 
 class GrpcService:
@@ -29,8 +50,15 @@ class GrpcService:
         address: host:port to listen on (port 0 picks a free one).
         register: adds the servicers to the server.
         service_names: full names of the registered services, for health and reflection.
-        grace_seconds: how long calls in flight may run on after a stop is asked.
+        grace_seconds: how long calls in flight may run on after a stop is asked, or after
+            their connection reached its maximum age.
         interceptors: server interceptors (metrics, request ids).
+        max_connection_age_seconds: each connection is closed after about this long (0: never),
+            so that callers resolve the service's name again.
+
+    Raises:
+        ConfigurationError: `address` cannot be listened on (the port is taken, or the host is
+            not this machine's).
     """
 
     def __init__(
@@ -41,20 +69,31 @@ class GrpcService:
         service_names: Sequence[str],
         grace_seconds: float = 10.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        max_connection_age_seconds: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS,
     ) -> None:
         self.name = name
         self.grace_seconds = grace_seconds
         self.service_names = list(service_names)
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=list(interceptors))
+        self.server = grpc.aio.server(
+            options=server_options(max_connection_age_seconds, grace_seconds),
+            interceptors=list(interceptors),
+        )
         register(self.server)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*self.service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"{name}: cannot listen on {address}")
+        refused = ConfigurationError(
+            f"{name}: cannot listen on {address}: the port is in use by another process, "
+            "or the host is not an address of this machine"
+        )
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio's "Failed to bind to address"
+            raise refused from exc
+        if self.port == 0:  # what older grpcio returned instead of raising
+            raise refused
         self._stopping = asyncio.Event()
 
     async def _set_health(
