@@ -48,6 +48,7 @@ async def serve(settings: QuerySettings) -> None:
         register,
         [SERVICE_NAME],
         grace_seconds=settings.grace_seconds,
+        max_connection_age_seconds=settings.max_connection_age_seconds,
         interceptors=[ObservabilityInterceptor(metrics)],
     )
     http = await start_http(core, settings.host, settings.http_port) if settings.http_port else None
