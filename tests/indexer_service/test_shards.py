@@ -16,7 +16,8 @@ import pytest
 from devstack import sample_data, servers
 from devstack.metrics import counter_total
 from devstack.ports import free_port
-from fashionrag.collection import connect, record_id
+from fashionrag.collection import record_id
+from fashionrag.collection_store import connect
 
 pytestmark = pytest.mark.integration
 
