@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 from devstack.servers import TINY_MODEL
-from embedder_service.model import CausalTextTower, OpenClipModel
+from embedder_service.model import CausalTextTower, OpenClipModel, length_groups
 from embedder_service.settings import ModelSettings
 from fashionrag.errors import ConfigurationError
 
@@ -174,11 +175,16 @@ def test_mixed_length_batches_give_open_clips_vectors(model: OpenClipModel) -> N
     assert model.embed_texts(texts)[1] == [False, True, False, False, False, False, False, False]
 
 
-def test_end_token_at_every_position_gives_open_clips_vectors(model: OpenClipModel) -> None:
+@pytest.mark.parametrize("pass_cost", [None, 1, 6, 48])
+def test_end_token_at_every_position_gives_open_clips_vectors(
+    model: OpenClipModel, pass_cost: int | None
+) -> None:
     """Raw token rows whose end token sits at positions 0..context-1 (lengths 1..context), in one
-    batch: the shorter rows' padding after their end token changes nothing."""
+    batch, shuffled: the shorter rows' padding after their end token changes nothing, and rows
+    split into passes by length come back in order."""
     tower = CausalTextTower.of(model._model)
     assert tower is not None
+    tower = replace(tower, pass_cost=pass_cost)
     context = model.description.context_length
     end = int(model._tokenizer(["a"])[0].max())
     generator = torch.Generator().manual_seed(0)
@@ -186,10 +192,23 @@ def test_end_token_at_every_position_gives_open_clips_vectors(model: OpenClipMod
     for row in range(context):
         tokens[row, :row] = torch.randint(1, end - 1, (row,), generator=generator)
         tokens[row, row] = end
+    tokens = tokens[torch.randperm(context, generator=generator)]
     with torch.inference_mode():
         short = torch.nn.functional.normalize(tower.encode(tokens), dim=-1).numpy()
         full = torch.nn.functional.normalize(model._model.encode_text(tokens), dim=-1).numpy()
     assert_same_directions(short, full)
+
+
+def test_texts_of_similar_length_run_as_one_pass() -> None:
+    assert length_groups([4, 6, 5, 4, 7], pass_cost=48) == [[0, 3, 2, 1, 4]]
+    assert length_groups([9], pass_cost=48) == [[0]]
+
+
+def test_one_long_text_runs_apart_from_many_short_ones() -> None:
+    assert length_groups([5, 77, 4, 6, 5, 5], pass_cost=48) == [[2, 0, 4, 5, 3], [1]]
+    assert length_groups([5, 77, 4], pass_cost=48) == [[2, 0], [1]]
+    # 30 positions of padding saved would not pay for a pass of 48.
+    assert length_groups([5, 20, 4], pass_cost=48) == [[2, 0, 1]]
 
 
 def test_vit_b_32_gives_open_clips_vectors_on_the_real_length(vit_b_32: OpenClipModel) -> None:
