@@ -289,8 +289,10 @@ def from_rpc_error(exc: grpc.RpcError, what: str, backend: str = "") -> Fashionr
     Args:
         exc: the error a gRPC stub raised.
         what: which service was called, for the message (e.g. "embedder at 127.0.0.1:50051").
-        backend: the service's short name (e.g. "embedder"); an UNAVAILABLE error says it in
-            its metadata as `backend`, unless the service named another backend of its own.
+        backend: the service's short name (e.g. "embedder"); an UNAVAILABLE or
+            DEADLINE_EXCEEDED error says it in its metadata as `backend`, unless the service
+            named another backend of its own (a call that waits for a replica to be ready ends
+            DEADLINE_EXCEEDED when none comes, so that too can mean the backend is down).
     """
     call = exc if isinstance(exc, grpc.Call | grpc.aio.AioRpcError) else None
     code = call.code() if call is not None else grpc.StatusCode.UNKNOWN
@@ -307,7 +309,7 @@ def from_rpc_error(exc: grpc.RpcError, what: str, backend: str = "") -> Fashionr
         metadata = dict(info.metadata)
     # A reason of its own names the subclass (MODEL_MISMATCH: ModelMismatch).
     cls = next((c for c in cls.__subclasses__() if c.default_reason == reason), cls)
-    if cls is Unavailable and backend:
+    if issubclass(cls, Unavailable | DeadlineExceeded) and backend:
         metadata.setdefault("backend", backend)
     return cls(
         f"{what}: {code_name(code)}: {details}",

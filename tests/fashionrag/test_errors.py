@@ -291,10 +291,24 @@ def test_client_reads_the_details_into_the_domain_error() -> None:
     assert received.violations == (errors.FieldViolation("model", "another one"),)
 
 
-def test_unavailable_without_details_names_the_backend() -> None:
-    error = errors.from_rpc_error(FakeCall(grpc.StatusCode.UNAVAILABLE), "svc", "embedder")
-    assert error.reason == "BACKEND_UNAVAILABLE"
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "BACKEND_UNAVAILABLE"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+    ],
+)
+def test_backend_failure_without_details_names_the_backend(
+    code: grpc.StatusCode, reason: str
+) -> None:
+    error = errors.from_rpc_error(FakeCall(code), "svc", "embedder")
+    assert error.reason == reason
     assert error.metadata == {"backend": "embedder"}
+
+
+def test_a_refused_request_does_not_blame_the_backend() -> None:
+    error = errors.from_rpc_error(FakeCall(grpc.StatusCode.INVALID_ARGUMENT), "svc", "embedder")
+    assert error.metadata == {}
 
 
 def test_unavailable_relayed_keeps_the_backend_the_service_named() -> None:
