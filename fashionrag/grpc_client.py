@@ -66,7 +66,7 @@ class GrpcClient:
 
     service_name: ClassVar[str]
     label: ClassVar[str]  # e.g. "embedder", for messages
-    backend: ClassVar[str]  # e.g. "embedder": the `backend` of its UNAVAILABLE errors
+    backend: ClassVar[str]  # e.g. "embedder": the metadata `backend` when it fails or is late
     retryable: ClassVar[tuple[str, ...]] = ("UNAVAILABLE",)
 
     def __init__(self, target: str, timeout: float = 60.0) -> None:
