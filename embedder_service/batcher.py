@@ -95,7 +95,9 @@ class DynamicBatcher(Generic[In, Out]):
         if self._queued_items + len(items) > self.max_queue:
             raise ResourceExhausted(
                 f"the {self.kind} queue is full ({self._queued_items} items waiting, at most "
-                f"{self.max_queue}); retry with backoff"
+                f"{self.max_queue}); retry with backoff",
+                reason="QUEUE_FULL",
+                metadata={"queue": self.kind, "max_queue": str(self.max_queue)},
             )
         self.start()
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()

@@ -110,6 +110,7 @@ class EmbedderClient(GrpcClient):
 
     service_name = SERVICE_NAME
     label = "embedder"
+    backend = "embedder"
     # A full queue is worth a retry too: another replica, or a moment later, has room.
     retryable = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
@@ -206,7 +207,7 @@ class EmbedderClient(GrpcClient):
         """
         (outcome,) = self.embed_images([data], timeout)
         if outcome.vector is None:
-            raise InvalidArgument(f"image: {outcome.error}")
+            raise InvalidArgument(f"image: {outcome.error}", field="image", reason="INVALID_IMAGE")
         return outcome.vector
 
 

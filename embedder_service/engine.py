@@ -148,13 +148,16 @@ class EmbedEngine:
     def _check_count(self, what: str, n: int, boxes: int = 0) -> None:
         limit = self.settings.max_batch_items
         if n == 0:
-            raise InvalidArgument(f"no {what} given; send between 1 and {limit}")
+            raise InvalidArgument(f"no {what} given; send between 1 and {limit}", field=what)
         if n + boxes > limit:
             counted = f"{n} {what} and {boxes} boxes" if boxes else f"{n} {what}"
             rule = "items (each image and each box counts as one)" if boxes else "are"
             raise InvalidArgument(
                 f"{counted} in one request; at most {limit} {rule} accepted (the client splits "
-                "larger batches)"
+                "larger batches)",
+                field=what,
+                reason="TOO_MANY_ITEMS",
+                metadata={"max_batch_items": str(limit)},
             )
 
     def _check_boxes(self, items: Sequence[ImageItem]) -> None:
@@ -163,7 +166,10 @@ class EmbedEngine:
             if len(item.boxes) > limit:
                 raise InvalidArgument(
                     f"image {i} ({item.id!r}) has {len(item.boxes)} boxes; at most {limit} per "
-                    "image are accepted (--max-boxes-per-image)"
+                    "image are accepted (--max-boxes-per-image)",
+                    field=f"images[{i}].boxes",
+                    reason="TOO_MANY_ITEMS",
+                    metadata={"max_boxes_per_image": str(limit)},
                 )
 
     async def embed_texts(self, texts: list[str]) -> list[TextVector]:
@@ -176,11 +182,14 @@ class EmbedEngine:
         self._check_count("texts", len(texts))
         for i, text in enumerate(texts):
             if not text.strip():
-                raise InvalidArgument(f"text {i} is empty; every text needs a non-blank string")
+                raise InvalidArgument(
+                    f"text {i} is empty; every text needs a non-blank string", field=f"texts[{i}]"
+                )
             if len(text) > self.settings.max_text_chars:
                 raise InvalidArgument(
                     f"text {i} has {len(text)} characters; at most "
-                    f"{self.settings.max_text_chars} are accepted"
+                    f"{self.settings.max_text_chars} are accepted",
+                    field=f"texts[{i}]",
                 )
         results = await self._texts.submit(texts)
         return [TextVector(vector, truncated) for vector, truncated in results]

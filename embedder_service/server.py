@@ -32,7 +32,7 @@ class _LoadingServicer(EmbedderServicer):
     @property
     def engine(self) -> EmbedEngine:
         if self._engine is None:
-            raise Unavailable("the model is still loading; retry shortly")
+            raise Unavailable("the model is still loading; retry shortly", reason="MODEL_LOADING")
         return self._engine
 
     @engine.setter

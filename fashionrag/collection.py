@@ -165,16 +165,25 @@ def validate_categories(names: Iterable[str]) -> list[str]:
     """Check category names against Fashionpedia's 46.
 
     Raises:
-        InvalidArgument: an unknown name; the message lists the valid ones.
+        InvalidArgument: unknown names (reason UNKNOWN_CATEGORY), each a violation of its field
+            `categories[i]`; the metadata has the valid names joined by "|" as `allowed`.
     """
-    names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in CATEGORIES]
+    given = list(names)
+    unknown = {i: n for i, n in enumerate(given) if n not in CATEGORIES}
     if unknown:
+        # A short message whatever was sent: the names live in the violations and metadata.
+        shown = ", ".join(repr(n[:40]) for n in list(unknown.values())[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         raise InvalidArgument(
-            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {unknown!r}; valid: "
-            + "; ".join(CATEGORIES)
+            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {shown}{more}; the "
+            f"{len(CATEGORIES)} valid names are at GET /api/categories",
+            reason="UNKNOWN_CATEGORY",
+            violations=[
+                (f"categories[{i}]", f"unknown category {n!r}") for i, n in unknown.items()
+            ],
+            metadata={"allowed": "|".join(CATEGORIES)},
         )
-    return names
+    return list(dict.fromkeys(given))
 
 
 def category_filter(names: Sequence[str]) -> dict[str, Any] | None:
@@ -243,7 +252,9 @@ def check_layout(collection_name: str, collection_meta: Mapping[str, Any] | None
         raise FailedPrecondition(
             f"collection {collection_name!r} has layout version {found or 1}, this version of "
             f"fashionrag reads and writes layout {SCHEMA_VERSION} (photos and garments); rerun "
-            "the indexer with --recreate to rebuild it"
+            "the indexer with --recreate to rebuild it",
+            reason="LAYOUT_MISMATCH",
+            metadata={"collection": collection_name, "layout": str(found or 1)},
         )
 
 
@@ -260,5 +271,10 @@ def check_model(
         raise ModelMismatch(
             f"collection {collection_name!r} holds vectors of {recorded or 'no model at all'}, "
             f"but the embedder runs {model}; use the same model, another --collection, or "
-            "re-index with --recreate"
+            "re-index with --recreate",
+            metadata={
+                "collection": collection_name,
+                "collection_model": str(recorded or ""),
+                "embedder_model": str(model),
+            },
         )

@@ -29,6 +29,7 @@ from fashionrag.errors import (
 from fashionrag.model_info import ModelInfo
 
 Row = tuple[str, dict[str, Any], float]  # (record id, metadata, cosine distance)
+CHROMADB = {"backend": "chromadb"}  # the metadata of Unavailable errors from here
 
 
 def connect(url: str) -> Any:
@@ -52,7 +53,7 @@ def connect(url: str) -> Any:
             settings=Settings(anonymized_telemetry=False),
         )
     except ValueError as exc:  # what the client raises when nothing answers
-        raise Unavailable(f"ChromaDB at {url} cannot be reached: {exc}") from exc
+        raise Unavailable(f"ChromaDB at {url} cannot be reached: {exc}", metadata=CHROMADB) from exc
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -99,7 +100,11 @@ def open_collections(
                     client.delete_collection(n)
                     existing.discard(n)
         if name not in existing and not create:
-            raise NotFound(f"collection {name!r} does not exist; index some images first")
+            raise NotFound(
+                f"collection {name!r} does not exist; index some images first",
+                reason="COLLECTION_NOT_FOUND",
+                metadata={"collection": name},
+            )
         opened = []
         for n in names:
             if n in existing:
@@ -119,7 +124,7 @@ def open_collections(
         raise
     except Exception as exc:
         if is_unreachable(exc):
-            raise Unavailable(f"ChromaDB cannot be reached: {exc}") from exc
+            raise Unavailable(f"ChromaDB cannot be reached: {exc}", metadata=CHROMADB) from exc
         raise
     photos, garments = opened
     check_layout(name, photos.metadata)
@@ -127,7 +132,9 @@ def open_collections(
     if garments is None:
         raise FailedPrecondition(
             f"collection {name!r} has no garment collection {names[1]!r} beside it; rerun the "
-            "indexer with --recreate to rebuild both"
+            "indexer with --recreate to rebuild both",
+            reason="LAYOUT_MISMATCH",
+            metadata={"collection": name, "layout": "1"},
         )
     check_model(names[1], garments.metadata, model)
     return Collections(photos, garments)
@@ -314,6 +321,7 @@ class CollectionReader:
             self._collections = None  # opened again on the next call
             if is_unreachable(exc):
                 raise Unavailable(
-                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}"
+                    f"ChromaDB at {self.chroma_url} cannot be reached ({what}): {exc}",
+                    metadata=CHROMADB,
                 ) from exc
             raise

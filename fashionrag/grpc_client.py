@@ -66,6 +66,7 @@ class GrpcClient:
 
     service_name: ClassVar[str]
     label: ClassVar[str]  # e.g. "embedder", for messages
+    backend: ClassVar[str]  # e.g. "embedder": the metadata `backend` when it fails or is late
     retryable: ClassVar[tuple[str, ...]] = ("UNAVAILABLE",)
 
     def __init__(self, target: str, timeout: float = 60.0) -> None:
@@ -100,10 +101,13 @@ class GrpcClient:
             )
         except grpc.RpcError as exc:
             raise Unavailable(
-                f"{self.label} at {self.target} not ready within {timeout:.0f}s: {exc}"
+                f"{self.label} at {self.target} not ready within {timeout:.0f}s: {exc}",
+                metadata={"backend": self.backend},
             ) from exc
         if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(f"{self.label} at {self.target} is not serving")
+            raise Unavailable(
+                f"{self.label} at {self.target} is not serving", metadata={"backend": self.backend}
+            )
 
 
 C = TypeVar("C", bound=GrpcClient)
@@ -122,6 +126,6 @@ def translate_errors(
         try:
             return method(client, *args, **kwargs)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"{client.label} at {client.target}") from exc
+            raise from_rpc_error(exc, f"{client.label} at {client.target}", client.backend) from exc
 
     return wrapper

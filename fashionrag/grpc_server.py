@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fashionrag.errors import ConfigurationError
 from fashionrag.grpc_options import CHANNEL_OPTIONS, DEFAULT_MAX_CONNECTION_AGE_SECONDS
+from fashionrag.request_checks import RequestChecks
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class GrpcService:
         service_names: full names of the registered services, for health and reflection.
         grace_seconds: how long calls in flight may run on after a stop is asked, or after
             their connection reached its maximum age.
-        interceptors: server interceptors (metrics, request ids).
+        interceptors: server interceptors (metrics, request ids); every server also refuses
+            undecodable requests and unknown enum numbers (fashionrag.request_checks).
         max_connection_age_seconds: each connection is closed after about this long (0: never),
             so that callers resolve the service's name again.
 
@@ -76,7 +78,8 @@ class GrpcService:
         self.service_names = list(service_names)
         self.server = grpc.aio.server(
             options=server_options(max_connection_age_seconds, grace_seconds),
-            interceptors=list(interceptors),
+            # Innermost: it decodes the requests, so it sits right beside the handlers.
+            interceptors=[*interceptors, RequestChecks()],
         )
         register(self.server)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]

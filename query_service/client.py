@@ -35,6 +35,7 @@ class QueryClient(GrpcClient):
 
     service_name = SERVICE_NAME
     label = "query service"
+    backend = "query"
 
     def __init__(self, target: str, timeout: float = 30.0) -> None:
         super().__init__(target, timeout)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from fashionrag.errors import FashionragError, InvalidArgument, NotFound
+from fashionrag.errors import FashionragError, InvalidArgument, NotFound, json_body
 from fashionrag.fashionpedia import CATEGORIES
 from query_service.json_contract import outcome_dict
 from query_service.search import SearchCore
@@ -27,22 +27,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Domain errors become their HTTP code with a JSON body saying what was wrong."""
+    """Domain errors become their HTTP code with a JSON body saying what was wrong: `error`,
+    `code`, and as in gRPC's details `reason`, `field_violations` and `metadata`."""
     try:
         return await handler(request)
     except FashionragError as exc:
-        return web.json_response(
-            {"error": str(exc), "code": exc.grpc_code.name}, status=exc.http_status
-        )
+        return web.json_response(json_body(exc), status=exc.http_status)
 
 
-def _int(value: str | None, name: str) -> int | None:
+def _int(value: str | None, name: str, field: str) -> int | None:
     if value is None or value == "":
         return None
     try:
         return int(value)
     except ValueError:
-        raise InvalidArgument(f"{name} must be a whole number, got {value!r}") from None
+        raise InvalidArgument(
+            f"{name} must be a whole number, got {value!r}", field=field
+        ) from None
 
 
 def _auto(value: str | None) -> bool | None:
@@ -50,17 +51,17 @@ def _auto(value: str | None) -> bool | None:
         return None
     if value in ("on", "off"):
         return value == "on"
-    raise InvalidArgument(f"auto_category must be on or off, got {value!r}")
+    raise InvalidArgument(f"auto_category must be on or off, got {value!r}", field="category_mode")
 
 
 async def search_text(request: web.Request) -> web.Response:
     """GET /api/search?q=red+tops&k=10&category=dress&category=coat&auto_category=off"""
     q = request.query.get("q")
     if q is None:
-        raise InvalidArgument("the q parameter is missing: /api/search?q=red+tops")
+        raise InvalidArgument("the q parameter is missing: /api/search?q=red+tops", field="text")
     query = SearchQuery(
         text=q,
-        top_k=_int(request.query.get("k"), "k"),
+        top_k=_int(request.query.get("k"), "k", "top_k"),
         categories=request.query.getall("category", []),
         auto_category=_auto(request.query.get("auto_category")),
     )
@@ -77,13 +78,15 @@ async def search_image(request: web.Request) -> web.Response:
         form = await request.post()
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
-            raise InvalidArgument("send the image as a multipart file field named 'image'")
+            raise InvalidArgument(
+                "send the image as a multipart file field named 'image'", field="image"
+            )
         data = upload.file.read()
         k = str(form["k"]) if "k" in form else k
         categories = [str(c) for c in form.getall("category", [])] or categories
     else:
         data = await request.read()
-    query = SearchQuery(image=data, top_k=_int(k, "k"), categories=categories)
+    query = SearchQuery(image=data, top_k=_int(k, "k", "top_k"), categories=categories)
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
     return web.json_response(outcome_dict(outcome))
 

@@ -48,19 +48,22 @@ def validate(query: SearchQuery) -> tuple[int, list[str]]:
         InvalidArgument: no query or two, an empty text, top_k outside 1..100, unknown category.
     """
     if (query.text is None) == (query.image is None):
-        raise InvalidArgument("give exactly one of a text query and an image query")
+        raise InvalidArgument("give exactly one of a text query and an image query", field="query")
     if query.text is not None:
         if not query.text.strip():
-            raise InvalidArgument("the text query is empty; type what to look for")
+            raise InvalidArgument("the text query is empty; type what to look for", field="text")
         if len(query.text) > MAX_TEXT_CHARS:
             raise InvalidArgument(
-                f"the text query has {len(query.text)} characters; at most {MAX_TEXT_CHARS}"
+                f"the text query has {len(query.text)} characters; at most {MAX_TEXT_CHARS}",
+                field="text",
             )
     if query.image is not None and not query.image:
-        raise InvalidArgument("the image query is empty (0 bytes)")
+        raise InvalidArgument("the image query is empty (0 bytes)", field="image")
     top_k = DEFAULT_TOP_K if query.top_k is None else query.top_k
     if not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidArgument(f"top_k is {query.top_k}; it must be between 1 and {MAX_TOP_K}")
+        raise InvalidArgument(
+            f"top_k is {query.top_k}; it must be between 1 and {MAX_TOP_K}", field="top_k"
+        )
     return top_k, validate_categories(query.categories)
 
 
@@ -130,7 +133,7 @@ class SearchCore:
         """
         meta = self.collection.get(record_id)
         if meta is None:
-            raise NotFound(f"no indexed image has id {record_id!r}")
+            raise NotFound(f"no indexed image has id {record_id!r}", reason="IMAGE_NOT_FOUND")
         return ImageRecord.from_metadata(record_id, meta)
 
     def ping(self) -> None:

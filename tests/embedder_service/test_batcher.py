@@ -97,8 +97,9 @@ def test_full_queue_refuses_at_once() -> None:
         b = batcher(run, max_queue=5, max_delay_s=0.3)
         first = asyncio.ensure_future(b.submit([1, 2, 3]))
         await asyncio.sleep(0.01)
-        with pytest.raises(ResourceExhausted, match="at most 5"):
+        with pytest.raises(ResourceExhausted, match="at most 5") as info:
             await b.submit([4, 5, 6])
+        assert info.value.reason == "QUEUE_FULL"
         assert await first == [2, 4, 6]
         await b.stop()
 

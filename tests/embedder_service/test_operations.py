@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from devstack import servers
 from devstack.ports import free_port
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+from tests.rich_status import details
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +102,8 @@ def test_full_queue_is_resource_exhausted_at_once(tuned: Tuned) -> None:
             codes.append(exc.code())
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 assert "at most 8" in (exc.details() or "")
+                assert details(exc).reason == "QUEUE_FULL"
+                assert details(exc).metadata == {"queue": "texts", "max_queue": "8"}
     assert grpc.StatusCode.OK in codes
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
 
@@ -203,6 +206,7 @@ def test_health_is_not_serving_while_the_model_loads(tmp_path: Path, logs_dir: P
             embedder_pb2_grpc.EmbedderStub(channel).EmbedTexts(texts("x"), timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "loading" in (info.value.details() or "")
+        assert details(info.value).reason == "MODEL_LOADING"
     finally:
         server.stop(signal.SIGKILL)
 

@@ -18,9 +18,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
 from devstack import servers
+from devstack.ports import free_port
 from embedder_service.client import EmbedderClient
-from fashionrag.errors import InvalidArgument
+from fashionrag.errors import InvalidArgument, Unavailable
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+from tests.rich_status import details
 
 pytestmark = pytest.mark.integration
 
@@ -87,26 +89,66 @@ def test_same_image_same_vector_in_any_batch(embedder_client: EmbedderClient) ->
 
 
 @pytest.mark.parametrize(
-    ("request_", "message"),
+    ("request_", "message", "field", "reason"),
     [
-        (embedder_pb2.EmbedTextsRequest(), "no texts given"),
-        (embedder_pb2.EmbedTextsRequest(texts=["ok", "  "]), "text 1 is empty"),
-        (embedder_pb2.EmbedTextsRequest(texts=["x"] * 1000), "at most 256"),
+        (embedder_pb2.EmbedTextsRequest(), "no texts given", "texts", "INVALID_ARGUMENT"),
+        (
+            embedder_pb2.EmbedTextsRequest(texts=["ok", "  "]),
+            "text 1 is empty",
+            "texts[1]",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            embedder_pb2.EmbedTextsRequest(texts=["x"] * 1000),
+            "at most 256",
+            "texts",
+            "TOO_MANY_ITEMS",
+        ),
     ],
 )
-def test_bad_text_requests_are_invalid_argument(
-    stub: embedder_pb2_grpc.EmbedderStub, request_: embedder_pb2.EmbedTextsRequest, message: str
+def test_bad_text_requests_are_invalid_argument_naming_the_field(
+    stub: embedder_pb2_grpc.EmbedderStub,
+    request_: embedder_pb2.EmbedTextsRequest,
+    message: str,
+    field: str,
+    reason: str,
 ) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.EmbedTexts(request_)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (info.value.details() or "")
+    found = details(info.value)
+    assert (found.fields, found.reason, found.domain) == ([field], reason, "fashionrag.dev")
 
 
 def test_empty_image_request_is_invalid_argument(stub: embedder_pb2_grpc.EmbedderStub) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.EmbedImages(embedder_pb2.EmbedImagesRequest())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(info.value).fields == ["images"]
+
+
+def test_too_many_boxes_names_the_image(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+    boxes = [embedder_pb2.Box(x0=0, y0=0, x1=10, y1=10)] * 100  # over 64, under 256 items
+    ok = embedder_pb2.ImageInput(id="ok", data=jpeg((1, 2, 3)))
+    image = embedder_pb2.ImageInput(id="a", data=jpeg((1, 2, 3)), boxes=boxes)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.EmbedImages(embedder_pb2.EmbedImagesRequest(images=[ok, image]))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(info.value).fields == ["images[1].boxes"]
+
+
+def test_corrupt_request_bytes_are_invalid_argument(embedder: servers.Server) -> None:
+    with grpc.insecure_channel(embedder.address) as channel:
+        raw = channel.unary_unary(
+            "/fashionrag.v1.Embedder/EmbedTexts",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff\x0f", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(info.value).reason == "MALFORMED_REQUEST"
 
 
 def test_client_splits_batches_over_the_server_limit(embedder_client: EmbedderClient) -> None:
@@ -116,9 +158,24 @@ def test_client_splits_batches_over_the_server_limit(embedder_client: EmbedderCl
     np.testing.assert_allclose(vectors[599], embedder_client.embed_text("item 599"), atol=1e-5)
 
 
-def test_client_raises_domain_errors(embedder_client: EmbedderClient) -> None:
-    with pytest.raises(InvalidArgument, match="empty"):
+def test_client_raises_domain_errors_with_the_details(embedder_client: EmbedderClient) -> None:
+    with pytest.raises(InvalidArgument, match="empty") as info:
         embedder_client.embed_texts([""])
+    assert [v.field for v in info.value.violations] == ["texts[0]"]
+    with pytest.raises(InvalidArgument) as undecodable:
+        embedder_client.embed_image(b"not an image")
+    assert undecodable.value.reason == "INVALID_IMAGE"
+    assert [v.field for v in undecodable.value.violations] == ["image"]
+
+
+def test_client_names_the_embedder_when_it_is_down() -> None:
+    with (
+        EmbedderClient(f"127.0.0.1:{free_port()}", timeout=5) as client,
+        pytest.raises(Unavailable) as info,
+    ):
+        client.wait_until_ready(timeout=1)
+    assert info.value.reason == "BACKEND_UNAVAILABLE"
+    assert info.value.metadata == {"backend": "embedder"}
 
 
 def test_long_text_is_flagged_truncated(stub: embedder_pb2_grpc.EmbedderStub) -> None:

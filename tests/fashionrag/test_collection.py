@@ -45,7 +45,17 @@ def test_unknown_category_is_refused_with_the_valid_names() -> None:
     with pytest.raises(InvalidArgument) as info:
         collection.validate_categories(["dress", "spaceship"])
     assert "spaceship" in str(info.value)
-    assert "shirt, blouse" in str(info.value)
+    assert info.value.reason == "UNKNOWN_CATEGORY"
+    assert [v.field for v in info.value.violations] == ["categories[1]"]
+    assert info.value.metadata["allowed"].split("|") == list(CATEGORIES)
+
+
+def test_thousands_of_unknown_categories_keep_the_message_short() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        collection.validate_categories([f"no-such-category-{i}" for i in range(2000)])
+    assert len(str(info.value)) < 200
+    assert "1997 more" in str(info.value)
+    assert len(info.value.violations) == 2000
 
 
 def test_category_filter_is_any_of() -> None:

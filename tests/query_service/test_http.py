@@ -67,23 +67,41 @@ def test_category_parameter_filters(query: servers.Server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("params", "message"),
+    ("params", "message", "field", "reason"),
     [
-        ({"q": "x", "k": 0}, "between 1 and 100"),
-        ({"q": "x", "k": 101}, "between 1 and 100"),
-        ({"q": "x", "k": "ten"}, "whole number"),
-        ({"k": 3}, "q parameter is missing"),
-        ({"q": "x", "category": "spaceship"}, "valid: shirt, blouse"),
-        ({"q": "x", "auto_category": "maybe"}, "on or off"),
+        ({"q": "x", "k": 0}, "between 1 and 100", "top_k", "INVALID_ARGUMENT"),
+        ({"q": "x", "k": 101}, "between 1 and 100", "top_k", "INVALID_ARGUMENT"),
+        ({"q": "x", "k": "ten"}, "whole number", "top_k", "INVALID_ARGUMENT"),
+        ({"k": 3}, "q parameter is missing", "text", "INVALID_ARGUMENT"),
+        ({"q": " "}, "empty", "text", "INVALID_ARGUMENT"),
+        ({"q": "x", "category": "spaceship"}, "'spaceship'", "categories[0]", "UNKNOWN_CATEGORY"),
+        ({"q": "x", "auto_category": "maybe"}, "on or off", "category_mode", "INVALID_ARGUMENT"),
     ],
 )
-def test_bad_parameters_are_400_with_the_reason(
-    query: servers.Server, params: dict, message: str
+def test_bad_parameters_are_400_with_the_field_and_reason(
+    query: servers.Server, params: dict, message: str, field: str, reason: str
 ) -> None:
     response = get(query, "/api/search", **params)
     assert response.status_code == 400
-    assert message in response.json()["error"]
-    assert response.json()["code"] == "INVALID_ARGUMENT"
+    body = response.json()
+    assert message in body["error"]
+    assert body["code"] == "INVALID_ARGUMENT"
+    assert body["reason"] == reason
+    assert [v["field"] for v in body["field_violations"]] == [field]
+
+
+def test_unknown_categories_list_the_valid_ones_as_data(query: servers.Server) -> None:
+    names = [f"no-such-{i}" for i in range(300)]
+    response = httpx.get(
+        f"{query.http}/api/search", params={"q": "x", "category": names}, timeout=30
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert len(body["error"]) < 200
+    assert len(body["field_violations"]) == 10
+    assert body["metadata"]["field_violations"] == "300"
+    allowed = body["metadata"]["allowed"].split("|")
+    assert allowed == get(query, "/api/categories").json()["categories"]
 
 
 def test_uploaded_image_finds_itself_first(query: servers.Server, dataset_dir: Path) -> None:
@@ -108,6 +126,8 @@ def test_bad_upload_is_400(query: servers.Server) -> None:
     response = httpx.post(f"{query.http}/api/search", files=files, timeout=30)
     assert response.status_code == 400
     assert "cannot identify" in response.json()["error"]
+    assert response.json()["reason"] == "INVALID_IMAGE"
+    assert response.json()["field_violations"][0]["field"] == "image"
     missing = httpx.post(f"{query.http}/api/search", files={"other": ("x", b"x")}, timeout=30)
     assert missing.status_code == 400 and "named 'image'" in missing.json()["error"]
 
@@ -123,6 +143,7 @@ def test_indexed_image_is_served_by_id(query: servers.Server) -> None:
 def test_only_indexed_ids_are_served(query: servers.Server, image_id: str) -> None:
     response = httpx.get(f"{query.http}/images/{image_id}", timeout=30)
     assert response.status_code == 404
+    assert response.json()["reason"] == "IMAGE_NOT_FOUND"
     assert b"root:" not in response.content
 
 

@@ -15,12 +15,21 @@ import pytest
 from devstack import servers
 from devstack.ports import free_port
 from fashionrag.collection_store import connect
-from fashionrag.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
+from fashionrag.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    ModelMismatch,
+    NotFound,
+    Unavailable,
+)
+from fashionrag.fashionpedia import CATEGORIES
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
 from query_service.client import QueryClient
 from tests.conftest import DATASET_ROWS
 from tests.query_service.conftest import COLLECTION
+from tests.rich_status import details, trailers_size
 
 pytestmark = pytest.mark.integration
 
@@ -89,25 +98,92 @@ def test_category_filter_keeps_only_matching_images(client: QueryClient, chroma_
 
 
 @pytest.mark.parametrize(
-    ("request_", "message"),
+    ("request_", "message", "field", "reason"),
     [
-        (query_pb2.SearchRequest(), "exactly one"),
-        (query_pb2.SearchRequest(text="   "), "empty"),
-        (query_pb2.SearchRequest(text="x", top_k=101), "between 1 and 100"),
-        (query_pb2.SearchRequest(text="x", top_k=-1), "between 1 and 100"),
-        (query_pb2.SearchRequest(text="x", categories=["spaceship"]), "shirt, blouse"),
-        (query_pb2.SearchRequest(image=b"not an image"), "cannot identify"),
+        (query_pb2.SearchRequest(), "exactly one", "query", "INVALID_ARGUMENT"),
+        (query_pb2.SearchRequest(text="   "), "empty", "text", "INVALID_ARGUMENT"),
+        (
+            query_pb2.SearchRequest(text="x", top_k=101),
+            "between 1 and 100",
+            "top_k",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            query_pb2.SearchRequest(text="x", top_k=-1),
+            "between 1 and 100",
+            "top_k",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            query_pb2.SearchRequest(text="x", categories=["dress", "spaceship"]),
+            "'spaceship'",
+            "categories[1]",
+            "UNKNOWN_CATEGORY",
+        ),
+        (
+            query_pb2.SearchRequest(image=b"not an image"),
+            "cannot identify",
+            "image",
+            "INVALID_IMAGE",
+        ),
+        (
+            query_pb2.SearchRequest(text="x", category_mode=7),  # type: ignore[arg-type]
+            "category_mode",
+            "category_mode",
+            "UNKNOWN_ENUM_VALUE",
+        ),
     ],
 )
-def test_bad_queries_are_invalid_argument(
-    wire_stub: query_pb2_grpc.QueryStub, request_: query_pb2.SearchRequest, message: str
+def test_bad_queries_are_invalid_argument_with_the_field_and_reason(
+    wire_stub: query_pb2_grpc.QueryStub,
+    request_: query_pb2.SearchRequest,
+    message: str,
+    field: str,
+    reason: str,
 ) -> None:
-    # The bare stub on purpose: the status code on the wire is the contract that callers in
-    # other languages see, without our client's translation into domain errors in between.
+    # The bare stub on purpose: the status code and details on the wire are the contract that
+    # callers in other languages see, without our client's translation in between.
     with pytest.raises(grpc.RpcError) as info:
         wire_stub.Search(request_)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (info.value.details() or "")
+    found = details(info.value)
+    assert (found.fields, found.reason, found.domain) == ([field], reason, "fashionrag.dev")
+
+
+def test_two_thousand_unknown_categories_are_invalid_argument_with_details(
+    wire_stub: query_pb2_grpc.QueryStub,
+) -> None:
+    # They were RESOURCE_EXHAUSTED: the message listing them all outgrew gRPC's trailers.
+    names = [f"no-such-category-{i}" for i in range(2000)]
+    with pytest.raises(grpc.RpcError) as info:
+        wire_stub.Search(query_pb2.SearchRequest(text="x", categories=names))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len(info.value.details() or "") < 200
+    found = details(info.value)
+    assert found.reason == "UNKNOWN_CATEGORY"
+    assert found.fields == [f"categories[{i}]" for i in range(10)]
+    assert found.metadata["field_violations"] == "2000"
+    assert found.metadata["allowed"].split("|") == list(CATEGORIES)
+    assert trailers_size(info.value) < 4096
+
+
+def test_corrupt_request_bytes_are_invalid_argument(query: servers.Server) -> None:
+    with grpc.insecure_channel(query.address) as channel:
+        raw = channel.unary_unary(
+            "/fashionrag.v1.Query/Search", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff\x0f", timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(info.value).reason == "MALFORMED_REQUEST"
+
+
+def test_client_reads_the_details_into_the_domain_error(client: QueryClient) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        client.text("x", categories=["dress", "spaceship"])
+    assert info.value.reason == "UNKNOWN_CATEGORY"
+    assert [v.field for v in info.value.violations] == ["categories[1]"]
 
 
 def test_collection_of_another_model_is_failed_precondition(
@@ -121,6 +197,9 @@ def test_collection_of_another_model_is_failed_precondition(
         with QueryClient(query.address) as client, pytest.raises(FailedPrecondition) as info:
             client.text("red tops")
         assert "seed 0" in str(info.value) and "seed 3" in str(info.value)
+        assert type(info.value) is ModelMismatch
+        assert info.value.reason == "MODEL_MISMATCH"
+        assert info.value.metadata["collection"] == COLLECTION
     finally:
         query.stop()
         other.stop()
@@ -133,8 +212,9 @@ def test_missing_collection_is_not_found(
         logs_dir / "query-missing.log", embedder.address, chroma_url, "no-such-collection"
     )
     try:
-        with QueryClient(query.address) as client, pytest.raises(NotFound):
+        with QueryClient(query.address) as client, pytest.raises(NotFound) as info:
             client.text("red tops")
+        assert info.value.reason == "COLLECTION_NOT_FOUND"
     finally:
         query.stop()
 
@@ -155,6 +235,9 @@ def test_embedder_down_is_unavailable(chroma_url: str, logs_dir: Path, indexed: 
         ):
             client.text("red tops", timeout=20)
         assert "embedder" in str(info.value)
+        # The query service waits for an embedder replica to be ready, up to --embed-timeout:
+        # DEADLINE_EXCEEDED then, UNAVAILABLE when the embedder refuses at once.
+        assert info.value.metadata["backend"] == "embedder"
     finally:
         query.stop()
 
@@ -273,6 +356,8 @@ def test_chroma_down_is_unavailable_and_the_service_recovers(
         with pytest.raises(Unavailable) as info:
             client.text("something", top_k=3, timeout=30)
         assert "ChromaDB" in str(info.value)
+        assert info.value.reason == "BACKEND_UNAVAILABLE"
+        assert info.value.metadata == {"backend": "chromadb"}
         chroma = servers.start_chroma(data, logs_dir / "chroma-q2.log", port=chroma.port)
         assert len(client.text("something", top_k=3, timeout=30).hits) == 3
     finally:
