@@ -112,7 +112,7 @@ def format_table(payload: dict[str, Any]) -> str:
         lines.append(
             "understood: "
             + "; ".join(f"{w['words']} = {w['kind']} {w['meaning']}" for w in payload["understood"])
-            + " (--no-auto-category: search without it)"
+            + (" (--no-auto-category: search without it)" if payload["auto_category"] else "")
         )
     if payload["grain"] == "garment":
         lines.append(f"grain: garment, photos ranked by their best garment of: {_filters(payload)}")
