@@ -1,9 +1,10 @@
 """Embedder throughput: the service against its own engine in-process (gRPC overhead) and against
 the original project's way (Chroma's OpenCLIPEmbeddingFunction, one image at a time, fp32), on the
 same photo-like JPEGs and the same model; and dynamic batching against none under 16 concurrent
-single-text callers.
+single-text callers; and the text tower on the batch's real length against open_clip's
+`encode_text` on all positions, one text and 16, in the same run.
 
-    python -m benchmarks.bench_embedder [--images 48] [--model ViT-B-32]
+    python -m benchmarks.bench_embedder [--images 48] [--model ViT-B-32] [--text-only]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import io
 import logging
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,9 @@ from embedder_service.settings import EmbedderSettings
 BATCH = 32
 # Best of a few runs: a 2-core machine's timings wander by 10% from run to run.
 REPEAT = 3
+# Text latencies are medians of this many calls, the two ways taking turns so that a busy
+# neighbour slows both alike.
+TEXT_REPEAT = 15
 
 
 def images(n: int) -> list[bytes]:
@@ -125,12 +130,62 @@ def concurrent_single_texts(model: str, flags: list[str], callers: int, per_call
             return rate(callers * per_caller, lambda: list(pool.map(caller, range(callers))))
 
 
+def text_latencies(settings: EmbedderSettings, texts: list[str]) -> list[list[str]]:
+    """Median ms of one text and of 16: open_clip's own `encode_text` on all the context's
+    positions (the embedder before it ran on the real length) against the embedder's model call,
+    same weights, taking turns; and the lowest cosine between their vectors."""
+    import open_clip
+    import torch
+
+    model = OpenClipModel.load(settings)
+    torch.manual_seed(settings.seed)  # the same seeded weights as the embedder's
+    name = model.description.model_name
+    clip = open_clip.create_model(name, precision=model.description.precision, device="cpu")
+    clip.eval()
+    tokenizer = open_clip.get_tokenizer(name)
+
+    def full_context(batch: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            vectors = clip.encode_text(tokenizer(batch))
+            return torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
+
+    calls: dict[str, Callable[[list[str]], object]] = {
+        "full": full_context,
+        "real": model.embed_texts,
+    }
+    rows = []
+    for batch in (["red tops"], texts[:16]):
+        runs: dict[str, list[float]] = {way: [] for way in calls}
+        for call in calls.values():
+            call(batch)  # warm-up
+        for _ in range(TEXT_REPEAT):
+            for way, call in calls.items():
+                started = time.perf_counter()
+                call(batch)
+                runs[way].append((time.perf_counter() - started) * 1000)
+        full, real = (statistics.median(runs[way]) for way in calls)
+        cosine = float(np.min(np.sum(full_context(batch) * model.embed_texts(batch)[0], axis=1)))
+        label = f"{len(batch)} text{'s' if len(batch) > 1 else ''}"
+        rows += [
+            [f"ms, {label}, open_clip encode_text on all positions", f"{full:.1f}", "1.00x"],
+            [
+                f"ms, {label}, embedder on the real length (cosine >= {cosine:.6f})",
+                f"{real:.1f}",
+                f"{full / real:.2f}x",
+            ],
+        ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_embedder")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--texts", type=int, default=128)
     parser.add_argument("--model", default="ViT-B-32")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--text-only", action="store_true", help="only the text-latency rows (a short run)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -146,6 +201,21 @@ def main() -> None:
         {"model": args.model, "pretrained": "none", "device": "cpu", "precision": args.precision}
     )
     precision = OpenClipModel.load(settings).description.precision
+    print("texts: open_clip on all positions vs the real length...", flush=True)
+    text_rows = text_latencies(settings, texts)
+    if args.text_only:
+        print(
+            write_results(
+                "embedder_text",
+                "Embedder text latency",
+                f"{args.model} with random weights (--pretrained none), {precision}, CPU, "
+                f"medians of {TEXT_REPEAT} calls",
+                ["measure", "value", "vs baseline"],
+                text_rows,
+                [],
+            )
+        )
+        return
 
     print("original way (Chroma OpenCLIPEmbeddingFunction, 1 image per call)...", flush=True)
     original = original_way(args.model, data)
@@ -179,6 +249,7 @@ def main() -> None:
             f"{batched:.1f}",
             f"{batched / unbatched:.2f}x",
         ],
+        *text_rows,
     ]
     notes = [
         f"- service / original way, images: **{service_images / original:.2f}x** (goal >= 3x)",

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -11,7 +14,7 @@ import torch
 from PIL import Image
 
 from devstack.servers import TINY_MODEL
-from embedder_service.model import OpenClipModel
+from embedder_service.model import CausalTextTower, OpenClipModel, length_groups
 from embedder_service.settings import ModelSettings
 from fashionrag.errors import ConfigurationError
 
@@ -96,10 +99,8 @@ def test_missing_model_config_is_a_clear_error() -> None:
         OpenClipModel.load(settings(model="/nonexistent/model.json"))
 
 
-def test_local_checkpoint_file_is_loaded(model: OpenClipModel, tmp_path: object) -> None:
-    from pathlib import Path
-
-    checkpoint = Path(str(tmp_path)) / "tiny.pt"
+def test_local_checkpoint_file_is_loaded(model: OpenClipModel, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "tiny.pt"
     other = OpenClipModel.load(settings(seed=7))
     torch.save(other._model.state_dict(), checkpoint)
     loaded = OpenClipModel.load(settings(pretrained=str(checkpoint)))
@@ -114,3 +115,135 @@ def test_preprocess_accepts_decoded_bytes(model: OpenClipModel) -> None:
     Image.new("RGB", (90, 60), "green").save(out, "JPEG")
     tensor = model.preprocess(Image.open(io.BytesIO(out.getvalue())).convert("RGB"))
     assert tuple(tensor.shape) == (3, 32, 32)
+
+
+# The text tower on the batch's real length against open_clip's encode_text on all positions.
+
+
+def full_context_vectors(model: OpenClipModel, texts: list[str]) -> np.ndarray:
+    with torch.inference_mode():
+        tokens = model._tokenizer(texts)
+        return torch.nn.functional.normalize(model._model.encode_text(tokens), dim=-1).numpy()
+
+
+def assert_same_directions(actual: np.ndarray, expected: np.ndarray) -> None:
+    cosines = np.sum(actual * expected, axis=1)
+    assert cosines.min() >= 0.99999, cosines
+
+
+def texts_up_to(context_length: int, lengths: list[int]) -> list[str]:
+    """Texts of `n` tokens with their start and end markers, for each n in `lengths`; past the
+    context they are truncated. "red" is one token in CLIP's vocabulary."""
+    return [" ".join(["red"] * (n - 2)) for n in lengths]
+
+
+def config_variant(
+    tmp_path: Path, name: str, text_cfg: dict[str, object], custom_text: bool = False
+) -> ModelSettings:
+    """The tiny config with `text_cfg` changed, saved as `name`.json."""
+    config = json.loads(TINY_MODEL.read_text())
+    config["text_cfg"].update(text_cfg)
+    if custom_text:
+        config["custom_text"] = True
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(config))
+    return settings(model=str(path))
+
+
+@pytest.fixture(scope="module")
+def vit_b_32() -> OpenClipModel:
+    return OpenClipModel.load(settings(model="ViT-B-32"))
+
+
+def test_tiny_text_tower_runs_on_the_real_length(model: OpenClipModel) -> None:
+    assert CausalTextTower.of(model._model) is not None
+
+
+def test_every_length_one_at_a_time_gives_open_clips_vectors(model: OpenClipModel) -> None:
+    context = model.description.context_length
+    texts = texts_up_to(context, list(range(2, context + 4)))  # the last three are truncated
+    vectors = np.concatenate([model.embed_texts([t])[0] for t in texts])
+    assert_same_directions(vectors, full_context_vectors(model, texts))
+
+
+def test_mixed_length_batches_give_open_clips_vectors(model: OpenClipModel) -> None:
+    context = model.description.context_length
+    texts = texts_up_to(context, [2, context + 5, 3, context, 7, 2, context - 1, 11])
+    for batch in (texts, texts[::-1], texts[:3], texts[2:6]):
+        vectors, _ = model.embed_texts(batch)
+        assert_same_directions(vectors, full_context_vectors(model, batch))
+    assert model.embed_texts(texts)[1] == [False, True, False, False, False, False, False, False]
+
+
+@pytest.mark.parametrize("pass_cost", [None, 1, 6, 48])
+def test_end_token_at_every_position_gives_open_clips_vectors(
+    model: OpenClipModel, pass_cost: int | None
+) -> None:
+    """Raw token rows whose end token sits at positions 0..context-1 (lengths 1..context), in one
+    batch, shuffled: the shorter rows' padding after their end token changes nothing, and rows
+    split into passes by length come back in order."""
+    tower = CausalTextTower.of(model._model)
+    assert tower is not None
+    tower = replace(tower, pass_cost=pass_cost)
+    context = model.description.context_length
+    end = int(model._tokenizer(["a"])[0].max())
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.zeros(context, context, dtype=torch.long)
+    for row in range(context):
+        tokens[row, :row] = torch.randint(1, end - 1, (row,), generator=generator)
+        tokens[row, row] = end
+    tokens = tokens[torch.randperm(context, generator=generator)]
+    with torch.inference_mode():
+        short = torch.nn.functional.normalize(tower.encode(tokens), dim=-1).numpy()
+        full = torch.nn.functional.normalize(model._model.encode_text(tokens), dim=-1).numpy()
+    assert_same_directions(short, full)
+
+
+def test_texts_of_similar_length_run_as_one_pass() -> None:
+    assert length_groups([4, 6, 5, 4, 7], pass_cost=48) == [[0, 3, 2, 1, 4]]
+    assert length_groups([9], pass_cost=48) == [[0]]
+
+
+def test_one_long_text_runs_apart_from_many_short_ones() -> None:
+    assert length_groups([5, 77, 4, 6, 5, 5], pass_cost=48) == [[2, 0, 4, 5, 3], [1]]
+    assert length_groups([5, 77, 4], pass_cost=48) == [[2, 0], [1]]
+    # 30 positions of padding saved would not pay for a pass of 48.
+    assert length_groups([5, 20, 4], pass_cost=48) == [[2, 0, 1]]
+
+
+def test_vit_b_32_gives_open_clips_vectors_on_the_real_length(vit_b_32: OpenClipModel) -> None:
+    assert CausalTextTower.of(vit_b_32._model) is not None
+    texts = texts_up_to(77, [2, 4, 9, 33, 76, 77, 90])  # 90: truncated to 77
+    expected = full_context_vectors(vit_b_32, texts)
+    assert_same_directions(vit_b_32.embed_texts(texts[1:2])[0], expected[1:2])
+    assert_same_directions(vit_b_32.embed_texts(texts[:3])[0], expected[:3])
+    vectors, truncated = vit_b_32.embed_texts(texts[::-1])
+    assert_same_directions(vectors, expected[::-1])
+    assert truncated == [True] + [False] * 6
+
+
+def test_custom_text_tower_runs_on_the_real_length(tmp_path: Path) -> None:
+    custom = OpenClipModel.load(config_variant(tmp_path, "tiny-custom-text", {}, custom_text=True))
+    assert type(custom._model).__name__ == "CustomTextCLIP"
+    assert CausalTextTower.of(custom._model) is not None
+    texts = texts_up_to(16, [2, 5, 16, 20])
+    assert_same_directions(custom.embed_texts(texts)[0], full_context_vectors(custom, texts))
+
+
+@pytest.mark.parametrize(
+    ("name", "text_cfg", "custom_text"),
+    [
+        ("tiny-bidirectional", {"no_causal_mask": True}, False),
+        ("tiny-last-token", {"pool_type": "last"}, False),
+        ("tiny-first-token", {"pool_type": "first"}, False),
+        ("tiny-custom-bidirectional", {"no_causal_mask": True}, True),
+        ("tiny-class-token", {"embed_cls": True}, True),
+    ],
+)
+def test_other_text_towers_take_the_full_path(
+    tmp_path: Path, name: str, text_cfg: dict[str, object], custom_text: bool
+) -> None:
+    other = OpenClipModel.load(config_variant(tmp_path, name, text_cfg, custom_text))
+    assert CausalTextTower.of(other._model) is None
+    texts = texts_up_to(16, [3, 9, 20])
+    np.testing.assert_array_equal(other.embed_texts(texts)[0], full_context_vectors(other, texts))
