@@ -235,24 +235,26 @@ def garments_markdown(scores: Sequence[GarmentQueryScore], k: int, heading: str)
     lines = [
         f"### {heading}",
         "",
-        f"| query | garment | colour | photo vectors p@{k} | garment vectors p@{k} | base rate |",
-        "|---|---|---|---|---|---|",
+        f"| query | garment | colour | photo vectors p@{k} | garment vectors p@{k} | returned "
+        "(garment) | base rate |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in scores:
         lines.append(
             f"| {s.query} | {s.category} | {s.colour} | {s.photo_precision:.2f} | "
-            f"{s.garment_precision:.2f} | {s.base_rate:.3f} |"
+            f"{s.garment_precision:.2f} | {s.garment_retrieved}/{k} | {s.base_rate:.3f} |"
         )
     n = max(len(scores), 1)
     lines += [
         f"| **mean** | | | **{sum(s.photo_precision for s in scores) / n:.3f}** | "
-        f"**{sum(s.garment_precision for s in scores) / n:.3f}** | "
+        f"**{sum(s.garment_precision for s in scores) / n:.3f}** | | "
         f"**{sum(s.base_rate for s in scores) / n:.3f}** |",
         "",
         "A hit is a photo with a garment record of that category in that colour (primary or "
         "secondary). Photo vectors: the text alone, understanding off. Garment vectors: the "
         "garment and colour the text names filter the garment records, each photo ranked by its "
-        "best garment.",
+        "best garment. Returned: how many photos the garment search found (fewer than k when "
+        "the collection holds fewer such photos; precision is over those returned).",
         "",
     ]
     return "\n".join(lines)
