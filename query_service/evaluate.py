@@ -103,7 +103,8 @@ def collection_annotations(chroma_url: str, collection: str) -> list[list[str]]:
 def main(argv: list[str]) -> int:
     settings = CliApp.run(EvalSettings, cli_args=argv)
     annotations = collection_annotations(settings.chroma, settings.collection)
-    with QueryClient(settings.address, timeout=settings.timeout) as client:
+    security = settings.client_security()
+    with QueryClient(settings.address, timeout=settings.timeout, security=security) as client:
         scores = evaluate(client, annotations, settings.top_k)
     text = markdown(
         scores,
