@@ -5,6 +5,7 @@ own token on gRPC and HTTP; plus the token check and the settings' consistency i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -311,6 +312,35 @@ def test_http_api_and_images_ask_for_the_token(locked_query: servers.Server) -> 
 def test_http_gallery_and_healthz_stay_open(locked_query: servers.Server) -> None:
     for path in ("/", "/gallery.js", "/gallery.css", "/healthz"):
         assert _http(locked_query, path).status_code == 200, path
+
+
+@pytest.mark.integration
+def test_gallery_asks_for_the_token_in_a_browser(
+    locked_query: servers.Server, tmp_path: Path
+) -> None:
+    dom = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            f"{locked_query.http}/?q=something+red",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    form = re.search(r"<form id=\"auth\"[^>]*>", dom)
+    assert form is not None and "hidden" not in form.group(0), dom[-2000:]
+    status = re.search(r'<div id="status" class="error">([^<]*)<', dom)
+    assert status is not None and "token" in status.group(1), dom[-2000:]
 
 
 def test_bearer_check_accepts_only_the_token() -> None:
