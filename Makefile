@@ -64,7 +64,8 @@ bench: setup
 	$(PY) -m benchmarks.bench_query
 	@echo "results: bench_results/*.md"
 
-# Against running services (make demo): precision@10 per category, bench_results/eval.md.
+# Against running services (make demo): precision@10 per category, and colour-and-garment
+# queries at photo and garment grain side by side, bench_results/eval.md.
 eval: setup
 	$(PY) -m query_service eval --out bench_results/eval.md
 

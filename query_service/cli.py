@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic_settings import CliApp
 
+from fashionrag.colours import COLOURS
 from fashionrag.errors import FashionragError
 from fashionrag.grpc_security import add_client_flags, client_security_from_args
 from query_service.client import QueryClient
@@ -30,7 +31,7 @@ def build_parser(defaults: SearchSettings) -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-auto-category",
         action="store_true",
-        help="do not restrict the results to a category the text names (e.g. 'tops')",
+        help="do not turn the garments and colours the text names ('red tops') into filters",
     )
     parser.add_argument(
         "--save-grid",
@@ -50,7 +51,15 @@ def build_parser(defaults: SearchSettings) -> argparse.ArgumentParser:
         "--category",
         action="append",
         default=None,
-        help='keep only images with this category (repeatable), e.g. "dress"',
+        help='filter on this category instead of those the text names (repeatable), e.g. "dress"',
+    )
+    parser.add_argument(
+        "--colour",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="garments in this palette colour (repeatable), instead of those the text names: "
+        + ", ".join(COLOURS),
     )
     parser.add_argument(
         "--image", type=Path, default=None, help="search by this image file instead of a text"
@@ -76,24 +85,56 @@ def build_parser(defaults: SearchSettings) -> argparse.ArgumentParser:
     return parser
 
 
+def _box(box: list[float]) -> str:
+    return "[" + ",".join(f"{v:.0f}" for v in box) + "]"
+
+
+def _garments(garments: list[dict[str, Any]]) -> str:
+    """A result's matched garments: category, colour(s), box in pixels, distance."""
+    return "; ".join(
+        f"{g['category']} {g['colour']}{'/' + g['colour2'] if g['colour2'] else ''} "
+        f"{_box(g['box'])} {g['distance']:.4f}"
+        for g in garments
+    )
+
+
+def _filters(payload: dict[str, Any]) -> str:
+    return " or ".join(
+        f"{f['category'] or 'any garment'}"
+        + (f" in {'/'.join(f['colours'])}" if f["colours"] else "")
+        for f in payload["garment_filters"]
+    )
+
+
 def format_table(payload: dict[str, Any]) -> str:
-    """The results as a table for people."""
+    """The results as a table for people: the query, what was understood and searched, then a
+    row per photo (with the garments that matched, at garment grain)."""
     lines = [f"query: {payload['query']}"]
-    if payload["auto_category"]:
+    if payload["understood"]:
         lines.append(
-            f"category from the text: {payload['auto_category']} (--no-auto-category: "
-            "search without it)"
+            "understood: "
+            + "; ".join(f"{w['words']} = {w['kind']} {w['meaning']}" for w in payload["understood"])
+            + (" (--no-auto-category: search without it)" if payload["auto_category"] else "")
         )
-    elif payload["applied_categories"]:
+    if payload["grain"] == "garment":
+        lines.append(f"grain: garment, photos ranked by their best garment of: {_filters(payload)}")
+    else:
+        lines.append("grain: photo, photos ranked by their whole-photo vector")
+    if payload["applied_categories"]:
         lines.append(f"categories: {' | '.join(payload['applied_categories'])}")
     if not payload["results"]:
         lines.append("no results")
         return "\n".join(lines)
-    lines.append(f"{'rank':>4}  {'distance':>8}  {'path':<50}  categories")
+    garments = payload["grain"] == "garment"
+    lines.append(
+        f"{'rank':>4}  {'distance':>8}  {'path':<50}  categories"
+        + ("  |  matched garments" if garments else "")
+    )
     for r in payload["results"]:
         lines.append(
             f"{r['rank']:>4}  {r['distance']:>8.4f}  {r['path']:<50}  "
             f"{' | '.join(r['categories']) or '-'}"
+            + (f"  |  {_garments(r['garments'])}" if garments else "")
         )
     return "\n".join(lines)
 
@@ -117,6 +158,7 @@ def main(argv: list[str]) -> int:
         top_k=args.top_k,
         categories=args.category or [],
         auto_category=False if args.no_auto_category else None,
+        colours=args.colour or [],
     )
     try:
         security = client_security_from_args(args)

@@ -21,7 +21,7 @@ from fashionrag.grpc_client import GrpcClient, translate_errors
 from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.conversions import outcome_from_response, request_from_query
-from query_service.search_types import Hit, SearchOutcome, SearchQuery
+from query_service.search_types import GarmentMatch, Hit, SearchOutcome, SearchQuery
 
 SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
 
@@ -63,20 +63,28 @@ class QueryClient(GrpcClient):
         top_k: int | None = None,
         categories: Sequence[str] = (),
         auto_category: bool | None = None,
+        colours: Sequence[str] = (),
         timeout: float | None = None,
     ) -> SearchOutcome:
-        """Search by text: the `top_k` nearest photos (default 10), nearest first.
+        """Search by text: the `top_k` nearest photos (default 10), nearest first, each once;
+        a text that names a garment ranks photos by their best-matching garment.
 
         Args:
             text: what to look for, e.g. "red tops".
             top_k: how many results, 1 to 100.
-            categories: keep only photos with any of these Fashionpedia categories.
-            auto_category: whether a category named in the text restricts the results
+            categories: Fashionpedia categories to filter on, instead of those the text names.
+            auto_category: whether the garments and colours the text names become filters
                 (None: the service's default).
+            colours: palette colours (fashionrag.colours.COLOURS) the garments must have,
+                instead of those the text names.
             timeout: this call's deadline in seconds (default: the client's).
         """
         query = SearchQuery(
-            text=text, top_k=top_k, categories=list(categories), auto_category=auto_category
+            text=text,
+            top_k=top_k,
+            categories=list(categories),
+            auto_category=auto_category,
+            colours=list(colours),
         )
         return self.search(query, timeout)
 
@@ -93,4 +101,4 @@ class QueryClient(GrpcClient):
         return self.search(query, timeout)
 
 
-__all__ = ["Hit", "QueryClient", "SearchOutcome", "SearchQuery"]
+__all__ = ["GarmentMatch", "Hit", "QueryClient", "SearchOutcome", "SearchQuery"]

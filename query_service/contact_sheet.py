@@ -1,5 +1,5 @@
 """A contact sheet of search results: thumbnails in a grid, each with its rank, distance and
-categories, since people would rather look than read."""
+categories, and the box of each garment that matched, since people would rather look than read."""
 
 from __future__ import annotations
 
@@ -14,10 +14,32 @@ CELL = 220  # thumbnail box, pixels
 LABEL = 44  # text under each thumbnail
 PAD = 10
 TITLE = 36
+BOX_COLOUR = "#ff00aa"  # stands out on most garments
+
+
+def _draw_garments(
+    draw: ImageDraw.ImageDraw,
+    garments: Sequence[dict[str, Any]],
+    scale: float,
+    origin: tuple[int, int],
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+) -> None:
+    """Outline each matched garment's box (the photo's pixels, scaled to the thumbnail) and
+    label it with its category and colour."""
+    ox, oy = origin
+    for garment in garments:
+        x0, y0, x1, y1 = (v * scale for v in garment["box"])
+        box = (ox + x0, oy + y0, ox + max(x0, x1), oy + max(y0, y1))
+        draw.rectangle(box, outline=BOX_COLOUR, width=2)
+        label = f"{garment['category'].split(',')[0]} {garment['colour']}".strip()
+        left, top, right, bottom = draw.textbbox((box[0] + 2, box[1] + 1), label, font=font)
+        draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=BOX_COLOUR)
+        draw.text((box[0] + 2, box[1] + 1), label, fill="white", font=font)
 
 
 def contact_sheet(results: Sequence[dict[str, Any]], title: str, columns: int = 5) -> Image.Image:
-    """Lay out results (dicts of the JSON contract: rank, path, distance, categories).
+    """Lay out results (dicts of the JSON contract: rank, path, distance, categories, and the
+    matched garments, whose boxes are drawn on the thumbnail).
 
     A result whose file cannot be read gets a grey box saying so, not an error.
     """
@@ -36,8 +58,12 @@ def contact_sheet(results: Sequence[dict[str, Any]], title: str, columns: int = 
         try:
             with Image.open(result["path"]) as opened:
                 thumb = opened.convert("RGB")
+            full_width = thumb.width
             thumb.thumbnail((CELL, CELL))
-            sheet.paste(thumb, (x + (CELL - thumb.width) // 2, y + (CELL - thumb.height) // 2))
+            origin = (x + (CELL - thumb.width) // 2, y + (CELL - thumb.height) // 2)
+            sheet.paste(thumb, origin)
+            garments = result.get("garments") or []
+            _draw_garments(draw, garments, thumb.width / full_width, origin, small)
         except (OSError, KeyError):
             draw.rectangle((x, y, x + CELL, y + CELL), fill="#ddd")
             draw.text((x + 8, y + CELL // 2), "image not readable", fill="black", font=small)

@@ -56,7 +56,7 @@ def _auto(value: str | None) -> bool | None:
 
 
 async def search_text(request: web.Request) -> web.Response:
-    """GET /api/search?q=red+tops&k=10&category=dress&category=coat&auto_category=off"""
+    """GET /api/search?q=red+tops&k=10&category=dress&category=coat&colour=red&auto_category=off"""
     q = request.query.get("q")
     if q is None:
         raise InvalidArgument("the q parameter is missing: /api/search?q=red+tops", field="text")
@@ -65,16 +65,19 @@ async def search_text(request: web.Request) -> web.Response:
         top_k=_int(request.query.get("k"), "k", "top_k"),
         categories=request.query.getall("category", []),
         auto_category=_auto(request.query.get("auto_category")),
+        colours=request.query.getall("colour", []),
     )
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
     return web.json_response(outcome_dict(outcome))
 
 
 async def search_image(request: web.Request) -> web.Response:
-    """POST /api/search: an image file as multipart field `image` (k and category fields too),
-    or a raw image body with k and category in the query string."""
+    """POST /api/search: an image file as multipart field `image` (k, category and colour fields
+    too), or a raw image body with k, category and colour in the query string. Colours are
+    refused: an image query ranks whole photos (the same rule as gRPC's)."""
     k = request.query.get("k")
     categories = request.query.getall("category", [])
+    colours = request.query.getall("colour", [])
     if request.content_type.startswith("multipart/"):
         form = await request.post()
         upload = form.get("image")
@@ -85,9 +88,12 @@ async def search_image(request: web.Request) -> web.Response:
         data = upload.file.read()
         k = str(form["k"]) if "k" in form else k
         categories = [str(c) for c in form.getall("category", [])] or categories
+        colours = [str(c) for c in form.getall("colour", [])] or colours
     else:
         data = await request.read()
-    query = SearchQuery(image=data, top_k=_int(k, "k", "top_k"), categories=categories)
+    query = SearchQuery(
+        image=data, top_k=_int(k, "k", "top_k"), categories=categories, colours=colours
+    )
     outcome = await asyncio.to_thread(request.app[CORE].search, query)
     return web.json_response(outcome_dict(outcome))
 

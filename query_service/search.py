@@ -1,5 +1,6 @@
-"""The query service's core, free of gRPC and HTTP: validate a query, embed it (text vectors
-from a small cache when repeated), look up the collection, rank."""
+"""The query service's core, free of gRPC and HTTP: validate a query, plan it (search_plan.py:
+photo or garment grain, the filters), embed it (text vectors from a small cache when repeated),
+look up the collection, rank each photo once."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fashionrag.collection import ImageRecord, category_filter, validate_categories
+from fashionrag.collection import KEY_CATEGORIES, GarmentRecord, ImageRecord, validate_categories
+from fashionrag.colours import COLOURS
 from fashionrag.errors import InvalidArgument, NotFound
 from fashionrag.model_info import ModelInfo
-from fashionrag.query_words import understand
-from query_service.search_types import Hit, SearchOutcome, SearchQuery
+from query_service.search_plan import SearchPlan, plan_search
+from query_service.search_types import GarmentMatch, Hit, SearchOutcome, SearchQuery
 from query_service.text_cache import TextVectorCache
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,14 @@ log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 100
 MAX_TEXT_CHARS = 1000
+# Garment grain: garments asked for per photo wanted, then how much more each time too few
+# distinct photos came back, up to a cap (a photo's many matching garments, or a parts filter,
+# can crowd out the others).
+GARMENTS_PER_PHOTO = 4
+GARMENTS_GROWTH = 8
+MAX_GARMENTS = 2000
+
+Row = tuple[str, dict[str, Any], float]
 
 
 class ImageEmbedder(Protocol):
@@ -34,18 +44,47 @@ class Collection(Protocol):
     """What the core needs of the collection (fashionrag.collection_store.CollectionReader)."""
 
     def open(self) -> Any: ...
+    def has_garments(self) -> bool: ...
     def query_photos(
         self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
-    ) -> list[tuple[str, dict[str, Any], float]]: ...
+    ) -> list[Row]: ...
+    def query_garments(
+        self, vector: Sequence[float], n_results: int, where: dict[str, Any] | None
+    ) -> list[Row]: ...
+    def photos(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
     def get(self, record_id: str) -> dict[str, Any] | None: ...
     def heartbeat(self) -> None: ...
 
 
-def validate(query: SearchQuery) -> tuple[int, list[str]]:
-    """Check a query; return its effective top_k and categories.
+def validate_colours(names: Sequence[str]) -> list[str]:
+    """Check colour names against the palette.
 
     Raises:
-        InvalidArgument: no query or two, an empty text, top_k outside 1..100, unknown category.
+        InvalidArgument: an unknown name; the message lists the palette.
+    """
+    names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in COLOURS]
+    if unknown:
+        shown = ", ".join(repr(n[:40]) for n in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise InvalidArgument(
+            f"unknown colour{'' if len(unknown) == 1 else 's'} {shown}{more}; the palette: "
+            + ", ".join(COLOURS),
+            reason="UNKNOWN_COLOUR",
+            violations=[
+                (f"colours[{i}]", f"unknown colour {n[:40]!r}") for i, n in enumerate(unknown)
+            ],
+            metadata={"allowed": "|".join(COLOURS)},
+        )
+    return names
+
+
+def validate(query: SearchQuery) -> tuple[int, list[str], list[str]]:
+    """Check a query; return its effective top_k, categories and colours.
+
+    Raises:
+        InvalidArgument: no query or two, an empty text, top_k outside 1..100, an unknown
+            category or colour, colours with an image query.
     """
     if (query.text is None) == (query.image is None):
         raise InvalidArgument("give exactly one of a text query and an image query", field="query")
@@ -64,7 +103,13 @@ def validate(query: SearchQuery) -> tuple[int, list[str]]:
         raise InvalidArgument(
             f"top_k is {query.top_k}; it must be between 1 and {MAX_TOP_K}", field="top_k"
         )
-    return top_k, validate_categories(query.categories)
+    if query.image is not None and query.colours:
+        raise InvalidArgument(
+            "colours filter garments, and an image query ranks whole photos; search by text "
+            "to filter on colours",
+            field="colours",
+        )
+    return top_k, validate_categories(query.categories), validate_colours(query.colours)
 
 
 class SearchCore:
@@ -99,31 +144,70 @@ class SearchCore:
             FashionragError: a bad query (InvalidArgument), a model mismatch
                 (FailedPrecondition), a backend down (Unavailable).
         """
-        top_k, categories = validate(query)
+        top_k, categories, colours = validate(query)
         # Opening checks the embedder's model (and empties the text cache when it changed)
         # before any vector is made for this query.
         self.collection.open()
-        auto = ""
+        understanding = self.auto_category if query.auto_category is None else query.auto_category
+        plan = plan_search(
+            query.text, categories, colours, understanding, self.collection.has_garments
+        )
         if query.text is not None:
-            use_auto = self.auto_category if query.auto_category is None else query.auto_category
-            if use_auto and not categories:
-                auto = next(iter(understand(query.text).categories), "")
-                categories = [auto] if auto else []
             vector = self.texts.vector(query.text, timeout)
         else:
             assert query.image is not None
             vector = self.embedder.embed_image(query.image, timeout)
-        rows = self.collection.query_photos(vector.tolist(), top_k, category_filter(categories))
-        hits = [
-            Hit(rank, ImageRecord.from_metadata(rid, meta), max(0.0, distance))
-            for rank, (rid, meta, distance) in enumerate(rows, start=1)
-        ]
+        if plan.grain == "garment":
+            hits = self._garment_hits(vector.tolist(), top_k, plan)
+        else:
+            rows = self.collection.query_photos(vector.tolist(), top_k, plan.photo_where())
+            hits = [
+                Hit(rank, ImageRecord.from_metadata(rid, meta), max(0.0, distance))
+                for rank, (rid, meta, distance) in enumerate(rows, start=1)
+            ]
         return SearchOutcome(
             query=query.text if query.text is not None else "<image>",
             hits=hits,
-            applied_categories=categories,
-            auto_category=auto,
+            applied_categories=plan.applied_categories,
+            auto_category=plan.auto_category,
+            grain=plan.grain,
+            understood=list(plan.understood),
+            garment_filters=list(plan.garment_filters),
         )
+
+    def _garment_hits(self, vector: list[float], top_k: int, plan: SearchPlan) -> list[Hit]:
+        """The `top_k` photos nearest by their best garment under the plan's filters."""
+        where = plan.garment_where()
+        parts = set(plan.parts)
+        photos: dict[str, dict[str, Any] | None] = {}  # None: no photo record (yet)
+        n = top_k * GARMENTS_PER_PHOTO
+        while True:
+            rows = self.collection.query_garments(vector, n, where)
+            groups = group_by_photo(rows)
+            unseen = [pid for pid in groups if pid not in photos]
+            if unseen:
+                found = self.collection.photos(unseen)
+                photos.update({pid: found.get(pid) for pid in unseen})
+            # A photo whose record is missing is still being indexed (its garments are
+            # written first): left out until it is complete.
+            wanted = [
+                pid
+                for pid in groups
+                if (meta := photos[pid]) is not None
+                and (not parts or parts & set(meta.get(KEY_CATEGORIES) or ()))
+            ]
+            if len(wanted) >= top_k or len(rows) < n or n >= MAX_GARMENTS:
+                break
+            n = min(n * GARMENTS_GROWTH, MAX_GARMENTS)
+        return [
+            Hit(
+                rank,
+                ImageRecord.from_metadata(pid, photos[pid] or {}),
+                groups[pid][0].distance,
+                tuple(groups[pid]),
+            )
+            for rank, pid in enumerate(wanted[:top_k], start=1)
+        ]
 
     def record(self, record_id: str) -> ImageRecord:
         """The indexed record with this id.
@@ -144,3 +228,13 @@ class SearchCore:
         """
         self.collection.heartbeat()
         self.embedder.model_info(refresh=True)
+
+
+def group_by_photo(rows: Sequence[Row]) -> dict[str, list[GarmentMatch]]:
+    """Garment rows (nearest first) grouped by their photo: photos in the order of their
+    nearest garment, each photo's garments nearest first."""
+    groups: dict[str, list[GarmentMatch]] = {}
+    for rid, meta, distance in sorted(rows, key=lambda row: row[2]):
+        record = GarmentRecord.from_metadata(rid, meta)
+        groups.setdefault(record.photo_id, []).append(GarmentMatch.of(record, max(0.0, distance)))
+    return groups

@@ -32,7 +32,8 @@ class QuerySettings(EmbedderCallerSettings, ServerSettings):
     collection: str = Field(DEFAULT_COLLECTION, description="ChromaDB collection to search")
     embed_timeout: float = Field(30.0, gt=0, description="deadline of each embedder call, s")
     auto_category: Literal["on", "off"] = Field(
-        "on", description="on: a category the text names ('red tops') restricts the results"
+        "on",
+        description="on: the garments and colours the text names ('red tops') become filters",
     )
     cache_size: int = Field(1024, ge=0, description="text vectors kept for repeated queries")
     grace_seconds: float = Field(5.0, ge=0, description="drain time for calls in flight on SIGTERM")
@@ -72,4 +73,7 @@ class EvalSettings(ClientSettings):
     chroma: str = Field("http://127.0.0.1:8000", description="ChromaDB server URL")
     collection: str = Field(DEFAULT_COLLECTION, description="ChromaDB collection to score")
     top_k: int = Field(10, ge=1, le=100, description="k of precision@k")
+    garment_queries: int = Field(
+        12, ge=0, le=200, description="how many colour-and-garment queries to score"
+    )
     out: str | None = Field(None, description="also write the markdown table to this file")

@@ -73,11 +73,14 @@ def fail(
 
 
 def all_error_classes() -> set[type[errors.FashionragError]]:
+    """Every class of the one vocabulary (services' own subclasses, such as the indexer's
+    DatasetUnavailable, inherit their class's mapping and are not part of it)."""
     found: set[type[errors.FashionragError]] = {errors.FashionragError}
     stack = [errors.FashionragError]
     while stack:
         for sub in stack.pop().__subclasses__():
-            found.add(sub)
+            if sub.__module__ == errors.__name__:
+                found.add(sub)
             stack.append(sub)
     return found
 

@@ -247,8 +247,12 @@ def test_cli_prints_a_table(query: servers.Server) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "query: something red"
-    assert lines[1].split()[:3] == ["rank", "distance", "path"]
-    assert len(lines) == 2 + 5
+    # Then what was understood and which vectors were ranked (a colour alone: photos), before
+    # the header and a row per result.
+    assert lines[1].startswith("understood: red = colour red")
+    assert lines[2].startswith("grain: photo")
+    assert lines[3].split()[:3] == ["rank", "distance", "path"]
+    assert len(lines) == 4 + 5
 
 
 def test_cli_json_follows_the_contract(query: servers.Server) -> None:
