@@ -2,8 +2,9 @@
 
 With a token, the JSON API (/api/*) and the images (/images/*) answer 401 with a JSON body and
 `WWW-Authenticate: Bearer` unless the request carries `Authorization: Bearer <token>`; the
-gallery page and its script and style stay open (the page asks for the token and keeps it in the
-tab's sessionStorage), and so does /healthz, for probes. Any other path is closed too.
+gallery page and its scripts and style (/static/*) stay open (the page asks for the token and
+keeps it in the tab's sessionStorage: static/auth.js), and so does /healthz, for probes. Any
+other path is closed too.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",  # frame-ancestors' twin, for browsers without CSP level 2
     "Referrer-Policy": "no-referrer",
 }
-OPEN_PATHS = frozenset({"/", "/gallery.js", "/gallery.css", "/healthz"})
+OPEN_PATHS = frozenset({"/", "/healthz"})
+OPEN_PREFIXES = ("/static/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,11 +49,12 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
 
 
 def bearer_token(token: str) -> Middleware:
-    """A middleware that refuses every request outside OPEN_PATHS without the bearer `token`."""
+    """A middleware that refuses every request outside OPEN_PATHS and OPEN_PREFIXES without the
+    bearer `token`."""
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return await handler(request)
         error = check_bearer(request.headers.get("Authorization"), token)
         if error is None:

@@ -2,32 +2,6 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const selected = new Set();
-// The bearer token, when the service asks for one: kept for this tab only (sessionStorage), sent
-// as an Authorization header (so images, too, are fetched by script when there is one).
-const TOKEN_KEY = "fashionrag-token";
-
-function authHeaders() {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
-
-function api(url, options = {}) {
-  return fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } })
-    .then((response) => {
-      if (response.status === 401) $("auth").hidden = false;
-      return response;
-    });
-}
-
-async function loadImage(img, id) {
-  const url = `/images/${encodeURIComponent(id)}`;
-  if (!sessionStorage.getItem(TOKEN_KEY)) { img.src = url; return; }
-  const response = await api(url);
-  if (!response.ok) return;
-  const blobUrl = URL.createObjectURL(await response.blob());
-  img.addEventListener("load", () => URL.revokeObjectURL(blobUrl), { once: true });
-  img.src = blobUrl;
-}
 
 function setStatus(text, isError) {
   $("status").textContent = text;
@@ -54,7 +28,7 @@ function render(payload) {
     img.dataset.id = r.id;
     img.addEventListener("load", () => { img.dataset.loaded = "1"; });
     img.addEventListener("click", () => searchSimilar(r.id));
-    loadImage(img, r.id);
+    img.src = `/images/${encodeURIComponent(r.id)}`;
     const caption = document.createElement("figcaption");
     caption.innerHTML = `<span class="dist">#${r.rank} · distance ${r.distance.toFixed(4)}</span><br>` +
       `<span class="cats"></span>`;
@@ -82,7 +56,7 @@ function searchText(q) {
   const params = new URLSearchParams({ q, k: $("k").value, auto_category: $("auto").checked ? "on" : "off" });
   for (const c of selected) params.append("category", c);
   history.replaceState(null, "", "/?" + params.toString());
-  return show(api("/api/search?" + params.toString()));
+  return show(fetch("/api/search?" + params.toString()));
 }
 
 function searchImageBlob(blob, name) {
@@ -90,21 +64,18 @@ function searchImageBlob(blob, name) {
   form.append("image", blob, name);
   form.append("k", $("k").value);
   for (const c of selected) form.append("category", c);
-  return show(api("/api/search", { method: "POST", body: form }));
+  return show(fetch("/api/search", { method: "POST", body: form }));
 }
 
 async function searchSimilar(id) {
-  const response = await api(`/images/${encodeURIComponent(id)}`);
+  const response = await fetch(`/images/${encodeURIComponent(id)}`);
   if (!response.ok) { setStatus(`cannot load image ${id}`, true); return; }
   $("q").value = "";
   await searchImageBlob(await response.blob(), id);
 }
 
 async function loadChips() {
-  const response = await api("/api/categories");
-  if (!response.ok) { setStatus("the service asks for an access token", true); return; }
-  const { categories } = await response.json();
-  $("chips").replaceChildren();
+  const { categories } = await (await fetch("/api/categories")).json();
   for (const name of categories) {
     const chip = document.createElement("span");
     chip.className = "chip" + (selected.has(name) ? " on" : "");
@@ -120,15 +91,6 @@ async function loadChips() {
 
 $("form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const q = $("q").value.trim();
-  if (q) searchText(q);
-});
-$("auth").addEventListener("submit", (event) => {
-  event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-  $("auth").hidden = true;
-  setStatus("", false);
-  loadChips();
   const q = $("q").value.trim();
   if (q) searchText(q);
 });

@@ -310,7 +310,7 @@ def test_http_api_and_images_ask_for_the_token(locked_query: servers.Server) -> 
 
 @pytest.mark.integration
 def test_http_gallery_and_healthz_stay_open(locked_query: servers.Server) -> None:
-    for path in ("/", "/gallery.js", "/gallery.css", "/healthz"):
+    for path in ("/", "/static/gallery.js", "/static/auth.js", "/static/gallery.css", "/healthz"):
         assert _http(locked_query, path).status_code == 200, path
 
 

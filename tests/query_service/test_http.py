@@ -208,7 +208,7 @@ SECURITY_HEADERS = {
     ("path", "status"),
     [
         ("/", 200),
-        ("/gallery.js", 200),
+        ("/static/gallery.js", 200),
         ("/api/search?q=red&k=2", 200),
         ("/api/search?k=2", 400),  # a domain error, through errors_to_json
         ("/images/no-such-id", 404),
@@ -238,5 +238,7 @@ def test_an_indexed_image_carries_the_security_headers(query: servers.Server) ->
 def test_gallery_runs_no_inline_code_and_serves_its_own(query: servers.Server) -> None:
     page = get(query, "/").text
     assert "<script>" not in page and "<style>" not in page
-    assert get(query, "/gallery.js").headers["Content-Type"].startswith("text/javascript")
-    assert get(query, "/gallery.css").headers["Content-Type"].startswith("text/css")
+    for name, kind in [("gallery.js", "text/javascript"), ("auth.js", "text/javascript")]:
+        assert get(query, f"/static/{name}").headers["Content-Type"].startswith(kind)
+    assert get(query, "/static/gallery.css").headers["Content-Type"].startswith("text/css")
+    assert get(query, "/static/index.html").status_code == 404  # only the files named
