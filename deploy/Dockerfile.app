@@ -28,7 +28,9 @@ RUN /opt/venv/bin/python -m grpc_tools.protoc -I protos --python_out=. --pyi_out
 FROM ${BASE_IMAGE}
 RUN useradd --create-home --uid 10001 fashionrag
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HF_HOME=/cache/huggingface
+# No bytecode written at run time (pip compiled it at install): the root file system is read-only.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface
 RUN mkdir -p /data/images /cache && chown -R fashionrag /data /cache
 USER fashionrag
 WORKDIR /home/fashionrag

@@ -17,6 +17,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.ports import free_port
+from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = ROOT / "configs" / "tiny-clip.json"
@@ -121,10 +122,13 @@ class Server:
         self.stop()
 
 
-def wait_grpc_serving(server: Server, service: str = "", timeout: float = 120.0) -> None:
-    """Wait until the server's health service reports SERVING."""
+def wait_grpc_serving(
+    server: Server, service: str = "", timeout: float = 120.0, security: ClientSecurity = PLAINTEXT
+) -> None:
+    """Wait until the server's health service reports SERVING (asked over TLS where `security`
+    says: a server with TLS refuses plaintext)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(server.address) as channel:
+    with security.open_channel(server.address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             server.check_alive()

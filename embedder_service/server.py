@@ -64,6 +64,7 @@ async def serve(settings: EmbedderSettings) -> None:
         grace_seconds=settings.grace_seconds,
         interceptors=[ObservabilityInterceptor(metrics)],
         max_connection_age_seconds=settings.max_connection_age_seconds,
+        security=settings.server_security(),
     )
 
     async def load() -> None:

@@ -138,6 +138,14 @@ class DeadlineExceeded(FashionragError):
     default_reason = "DEADLINE_EXCEEDED"
 
 
+class Unauthenticated(FashionragError):
+    """The caller did not present the credentials the service asks for (its bearer token)."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    default_reason = "UNAUTHENTICATED"
+
+
 class ConfigurationError(FashionragError):
     """A service was started with settings it cannot work with (a model it cannot load...)."""
 
@@ -270,6 +278,7 @@ _BY_CODE: dict[grpc.StatusCode, type[FashionragError]] = {
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
 }
 
 

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fashionrag.errors import Unavailable, from_rpc_error
 from fashionrag.grpc_options import CHANNEL_OPTIONS
+from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 
 # A channel resolves its DNS name again when a connection ends (a server's maximum connection age,
 # a replica gone), but by default at most once in 30 s: a replica added to the name would wait that
@@ -62,6 +63,7 @@ class GrpcClient:
             the name is resolved again whenever a connection ends, so replicas added to it
             receive calls within about the servers' maximum connection age.
         timeout: the default deadline of each call, in seconds.
+        security: TLS (mutual TLS) and the bearer token to send (default: plaintext, none).
     """
 
     service_name: ClassVar[str]
@@ -69,12 +71,14 @@ class GrpcClient:
     backend: ClassVar[str]  # e.g. "embedder": the metadata `backend` when it fails or is late
     retryable: ClassVar[tuple[str, ...]] = ("UNAVAILABLE",)
 
-    def __init__(self, target: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, target: str, timeout: float = 60.0, *, security: ClientSecurity = PLAINTEXT
+    ) -> None:
         self.target = target
         self.timeout = timeout
         config = service_config(self.service_name, self.retryable)
         options = [*CLIENT_OPTIONS, ("grpc.service_config", json.dumps(config))]
-        self.channel = grpc.insecure_channel(target, options=options)
+        self.channel = security.open_channel(target, options)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     def __enter__(self) -> Self:

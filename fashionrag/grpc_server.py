@@ -8,6 +8,8 @@ Every server also closes each connection after a maximum age (calls in flight ge
 so that callers balancing over a DNS name resolve it again and find replicas added since; and it
 refuses a port another process already listens on, instead of sharing it (SO_REUSEPORT, gRPC's
 default, would let a second server silently take part of the first one's traffic).
+
+Its doors (TLS, mutual TLS, a bearer token) are a ServerSecurity (fashionrag.grpc_security).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from fashionrag.errors import ConfigurationError
 from fashionrag.grpc_options import CHANNEL_OPTIONS, DEFAULT_MAX_CONNECTION_AGE_SECONDS
+from fashionrag.grpc_security import OPEN_DOORS, ServerSecurity
 from fashionrag.request_checks import RequestChecks
 
 log = logging.getLogger(__name__)
@@ -57,10 +60,11 @@ class GrpcService:
             undecodable requests and unknown enum numbers (fashionrag.request_checks).
         max_connection_age_seconds: each connection is closed after about this long (0: never),
             so that callers resolve the service's name again.
+        security: TLS and the bearer token (default: plaintext, no token).
 
     Raises:
         ConfigurationError: `address` cannot be listened on (the port is taken, or the host is
-            not this machine's).
+            not this machine's), or a TLS file cannot be read.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class GrpcService:
         grace_seconds: float = 10.0,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         max_connection_age_seconds: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS,
+        security: ServerSecurity = OPEN_DOORS,
     ) -> None:
         self.name = name
         self.grace_seconds = grace_seconds
@@ -79,7 +84,8 @@ class GrpcService:
         self.server = grpc.aio.server(
             options=server_options(max_connection_age_seconds, grace_seconds),
             # Innermost: it decodes the requests, so it sits right beside the handlers.
-            interceptors=[*interceptors, RequestChecks()],
+            # The token check sits inside metrics, so refused calls are counted too.
+            interceptors=[*interceptors, *security.interceptors(), RequestChecks()],
         )
         register(self.server)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -91,8 +97,13 @@ class GrpcService:
             f"{name}: cannot listen on {address}: the port is in use by another process, "
             "or the host is not an address of this machine"
         )
+        self.security = security
+        credentials = security.credentials()
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
         except RuntimeError as exc:  # grpcio's "Failed to bind to address"
             raise refused from exc
         if self.port == 0:  # what older grpcio returned instead of raising
@@ -120,7 +131,12 @@ class GrpcService:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        log.info("%s listening on port %d (NOT_SERVING until ready)", self.name, self.port)
+        log.info(
+            "%s listening on port %d, %s (NOT_SERVING until ready)",
+            self.name,
+            self.port,
+            self.security.describe(),
+        )
         try:
             if ready is not None:
                 await ready()

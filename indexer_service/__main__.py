@@ -44,7 +44,7 @@ def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[
     """Run one indexing job; return its summary."""
     shard = Shard.parse(settings.shard)
     ds = load_split(settings.dataset, settings.split)
-    with EmbedderClient(settings.embedder) as embedder:
+    with EmbedderClient(settings.embedder, security=settings.embedder_security()) as embedder:
         embedder.wait_until_ready(settings.embedder_wait)
         model = embedder.model_info()
         log.info(

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings
 
 from fashionrag.collection import DEFAULT_COLLECTION
 from fashionrag.fashionpedia import HUB_DATASET
-from fashionrag.settings import settings_config
+from fashionrag.settings import EmbedderCallerSettings, settings_config
 
 
-class IndexerSettings(BaseSettings):
+class IndexerSettings(EmbedderCallerSettings):
     """Settings of `python -m indexer_service`."""
 
     model_config = settings_config("python -m indexer_service")

@@ -28,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
         return eval_main(argv[1:])
     from pydantic_settings import CliApp
 
+    from fashionrag.errors import ConfigurationError
     from fashionrag.logs import setup_logging
     from query_service.server import serve
     from query_service.settings import QuerySettings
 
     settings = CliApp.run(QuerySettings, cli_args=argv[1:])
     setup_logging(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigurationError as exc:
+        print(f"query_service: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

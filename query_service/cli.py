@@ -12,6 +12,7 @@ from pydantic_settings import CliApp
 
 from fashionrag.colours import COLOURS
 from fashionrag.errors import FashionragError
+from fashionrag.grpc_security import add_client_flags, client_security_from_args
 from query_service.client import QueryClient
 from query_service.contact_sheet import save_contact_sheet
 from query_service.json_contract import outcome_dict
@@ -80,6 +81,7 @@ def build_parser(defaults: SearchSettings) -> argparse.ArgumentParser:
         default=defaults.timeout,
         help=f"seconds to wait for the answer (default {defaults.timeout:g})",
     )
+    add_client_flags(parser, defaults.client_security())
     return parser
 
 
@@ -158,7 +160,12 @@ def main(argv: list[str]) -> int:
         auto_category=False if args.no_auto_category else None,
         colours=args.colour or [],
     )
-    with QueryClient(args.address, timeout=args.timeout) as client:
+    try:
+        security = client_security_from_args(args)
+    except FashionragError as error:
+        print(f"search: {error}", file=sys.stderr)
+        return 2
+    with QueryClient(args.address, timeout=args.timeout, security=security) as client:
         try:
             outcome = client.search(query)
         except FashionragError as error:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fashionrag.grpc_client import GrpcClient, translate_errors
+from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.conversions import outcome_from_response, request_from_query
 from query_service.search_types import GarmentMatch, Hit, SearchOutcome, SearchQuery
@@ -31,14 +32,17 @@ class QueryClient(GrpcClient):
     Args:
         target: "host:port", or "dns:///name:port".
         timeout: the default deadline of each search, in seconds.
+        security: TLS (mutual TLS) and the bearer token to send (default: plaintext, none).
     """
 
     service_name = SERVICE_NAME
     label = "query service"
     backend = "query"
 
-    def __init__(self, target: str, timeout: float = 30.0) -> None:
-        super().__init__(target, timeout)
+    def __init__(
+        self, target: str, timeout: float = 30.0, *, security: ClientSecurity = PLAINTEXT
+    ) -> None:
+        super().__init__(target, timeout, security=security)
         self._stub = query_pb2_grpc.QueryStub(self.channel)
 
     @translate_errors

@@ -271,7 +271,8 @@ def main(argv: list[str]) -> int:
     garments = collection_garments(settings.chroma, settings.collection)
     photos = photo_ids(settings.chroma, settings.collection)
     queries = garment_queries(garments, settings.garment_queries)
-    with QueryClient(settings.address, timeout=settings.timeout) as client:
+    security = settings.client_security()
+    with QueryClient(settings.address, timeout=settings.timeout, security=security) as client:
         scores = evaluate(client, annotations, settings.top_k)
         garment_scores = evaluate_garments(client, photos, garments, settings.top_k, queries)
     text = markdown(

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from fashionrag.errors import FashionragError, InvalidArgument, NotFound, json_body
 from fashionrag.fashionpedia import CATEGORIES
+from query_service.http_doors import install_doors
 from query_service.json_contract import outcome_dict
 from query_service.search import SearchCore
 from query_service.search_types import SearchQuery
@@ -126,11 +127,32 @@ async def gallery(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
-def make_app(core: SearchCore) -> web.Application:
-    """The HTTP application over one SearchCore."""
+# The gallery's script, token script and style sheet: files of their own, so that the
+# Content-Security-Policy (no inline code) allows them.
+STATIC_FILES = {
+    "gallery.js": "text/javascript",
+    "auth.js": "text/javascript",
+    "gallery.css": "text/css",
+}
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """GET /static/<name>: one of STATIC_FILES (only those named, no directory)."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise NotFound(f"no static file {name!r}")
+    text = resources.files("query_service").joinpath("static", name).read_text()
+    return web.Response(text=text, content_type=STATIC_FILES[name])
+
+
+def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
+    """The HTTP application over one SearchCore; with `auth_token`, the API and the images ask
+    for it (query_service.http_doors)."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
+    install_doors(app, auth_token)
     app[CORE] = core
     app.router.add_get("/", gallery)
+    app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/api/search", search_text)
     app.router.add_post("/api/search", search_image)
     app.router.add_get("/api/categories", categories)
@@ -139,9 +161,11 @@ def make_app(core: SearchCore) -> web.Application:
     return app
 
 
-async def start_http(core: SearchCore, host: str, port: int) -> web.AppRunner:
+async def start_http(
+    core: SearchCore, host: str, port: int, *, auth_token: str = ""
+) -> web.AppRunner:
     """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
-    runner = web.AppRunner(make_app(core), access_log=None)
+    runner = web.AppRunner(make_app(core, auth_token=auth_token), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)

@@ -25,7 +25,9 @@ SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
 
 async def serve(settings: QuerySettings) -> None:
     """Serve Search until SIGTERM."""
-    embedder = EmbedderClient(settings.embedder, timeout=settings.embed_timeout)
+    embedder = EmbedderClient(
+        settings.embedder, timeout=settings.embed_timeout, security=settings.embedder_security()
+    )
     texts = TextVectorCache(embedder.embed_text, settings.cache_size)
     collection = CollectionReader(
         settings.chroma,
@@ -50,8 +52,14 @@ async def serve(settings: QuerySettings) -> None:
         grace_seconds=settings.grace_seconds,
         max_connection_age_seconds=settings.max_connection_age_seconds,
         interceptors=[ObservabilityInterceptor(metrics)],
+        security=settings.server_security(),
     )
-    http = await start_http(core, settings.host, settings.http_port) if settings.http_port else None
+    token = settings.auth_token.get_secret_value()
+    http = (
+        await start_http(core, settings.host, settings.http_port, auth_token=token)
+        if settings.http_port
+        else None
+    )
     try:
         # Ready at once: the embedder and ChromaDB are reached per call, and a call made while
         # one is down says which (UNAVAILABLE) instead of the service refusing to start.

@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings
 
 from fashionrag.collection import DEFAULT_COLLECTION
-from fashionrag.settings import ServerSettings, settings_config
+from fashionrag.settings import (
+    CallerSettings,
+    EmbedderCallerSettings,
+    ServerSettings,
+    settings_config,
+)
 
 
-class QuerySettings(ServerSettings):
+class QuerySettings(EmbedderCallerSettings, ServerSettings):
     """Settings of `python -m query_service serve`."""
 
     model_config = settings_config("python -m query_service serve")
@@ -35,7 +39,7 @@ class QuerySettings(ServerSettings):
     grace_seconds: float = Field(5.0, ge=0, description="drain time for calls in flight on SIGTERM")
 
 
-class ClientSettings(BaseSettings):
+class ClientSettings(CallerSettings):
     """Where the commands that call the query service find it."""
 
     model_config = settings_config("python -m query_service")

@@ -103,6 +103,7 @@ CODES: list[tuple[errors.FashionragError, grpc.StatusCode, int, str]] = [
     (errors.ModelMismatch("models"), grpc.StatusCode.FAILED_PRECONDITION, 409, "MODEL_MISMATCH"),
     (errors.Unavailable("down"), grpc.StatusCode.UNAVAILABLE, 503, "BACKEND_UNAVAILABLE"),
     (errors.DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED, 504, "DEADLINE_EXCEEDED"),
+    (errors.Unauthenticated("who"), grpc.StatusCode.UNAUTHENTICATED, 401, "UNAUTHENTICATED"),
     (errors.ConfigurationError("conf"), grpc.StatusCode.INTERNAL, 500, "CONFIGURATION_ERROR"),
     (errors.FashionragError("base"), grpc.StatusCode.INTERNAL, 500, "INTERNAL"),
 ]
@@ -272,6 +273,7 @@ class FakeCall(grpc.RpcError, grpc.Call):  # a fault we cannot cause
         (grpc.StatusCode.RESOURCE_EXHAUSTED, errors.ResourceExhausted),
         (grpc.StatusCode.DEADLINE_EXCEEDED, errors.DeadlineExceeded),
         (grpc.StatusCode.NOT_FOUND, errors.NotFound),
+        (grpc.StatusCode.UNAUTHENTICATED, errors.Unauthenticated),
         (grpc.StatusCode.INTERNAL, errors.FashionragError),
     ],
 )

@@ -195,3 +195,50 @@ def test_gallery_shows_results_as_images_in_a_browser(query: servers.Server) -> 
     assert all('data-loaded="1"' in tag and 'src="/images/train-' in tag for tag in results)
     assert "10 results for something green" in dom
     assert dom.count('class="chip') == 46
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/", 200),
+        ("/static/gallery.js", 200),
+        ("/api/search?q=red&k=2", 200),
+        ("/api/search?k=2", 400),  # a domain error, through errors_to_json
+        ("/images/no-such-id", 404),
+        ("/no/such/route", 404),  # aiohttp's own error page
+    ],
+)
+def test_every_response_carries_the_security_headers(
+    query: servers.Server, path: str, status: int
+) -> None:
+    response = httpx.get(f"{query.http}{path}", timeout=30)
+    assert response.status_code == status
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value, name
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+
+
+def test_an_indexed_image_carries_the_security_headers(query: servers.Server) -> None:
+    first = get(query, "/api/search", q="anything", k=1).json()["results"][0]
+    response = get(query, f"/images/{first['id']}")
+    assert response.status_code == 200
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" in response.headers
+
+
+def test_gallery_runs_no_inline_code_and_serves_its_own(query: servers.Server) -> None:
+    page = get(query, "/").text
+    assert "<script>" not in page and "<style>" not in page
+    for name, kind in [("gallery.js", "text/javascript"), ("auth.js", "text/javascript")]:
+        assert get(query, f"/static/{name}").headers["Content-Type"].startswith(kind)
+    assert get(query, "/static/gallery.css").headers["Content-Type"].startswith("text/css")
+    assert get(query, "/static/index.html").status_code == 404  # only the files named
