@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 CORE: web.AppKey[SearchCore] = web.AppKey("core", SearchCore)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# The gallery's own script and style sheet: separate files from our origin, so that a strict
+# Content-Security-Policy (script-src 'self', no inline code) allows them.
+STATIC_FILES = {"gallery.js": "text/javascript", "gallery.css": "text/css"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -126,11 +129,21 @@ async def gallery(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+async def static_file(request: web.Request) -> web.Response:
+    """GET /static/<name>: the gallery's script or style sheet (only those named, no directory)."""
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise NotFound(f"no static file {name!r}")
+    text = resources.files("query_service").joinpath("static", name).read_text()
+    return web.Response(text=text, content_type=STATIC_FILES[name])
+
+
 def make_app(core: SearchCore) -> web.Application:
     """The HTTP application over one SearchCore."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
     app[CORE] = core
     app.router.add_get("/", gallery)
+    app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/api/search", search_text)
     app.router.add_post("/api/search", search_image)
     app.router.add_get("/api/categories", categories)
