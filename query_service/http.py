@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 CORE: web.AppKey[SearchCore] = web.AppKey("core", SearchCore)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
