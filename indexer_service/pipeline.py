@@ -177,8 +177,15 @@ class Indexer:
             for rid, row in zip(ids, batch, strict=True)
             if rid in garments
         ]
+        # Garment boxes make a request several times the work of its photos alone: the
+        # deadline is the client's for every `batch_size` items (photos and boxes), so a busy
+        # embedder is not cut off, and retried, in the middle of work it would finish.
+        items = len(todo) + sum(len(request.boxes) for request in todo)
+        timeout = self.embedder.timeout * max(1.0, items / self.batch_size)
         outcomes = (
-            self.retry.call("embedding", lambda: self.embedder.embed_images(todo)) if todo else []
+            self.retry.call("embedding", lambda: self.embedder.embed_images(todo, timeout))
+            if todo
+            else []
         )
         return EmbeddedBatch(batch, ids, existing, {o.id: o for o in outcomes}, garments)
 
