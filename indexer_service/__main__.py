@@ -14,7 +14,7 @@ from typing import Any
 from pydantic_settings import CliApp
 
 from embedder_service.client import EmbedderClient
-from fashionrag.collection_store import connect, open_collections
+from fashionrag.collection_store import CollectionWriter, connect, open_collections
 from fashionrag.errors import FashionragError
 from fashionrag.logs import setup_logging
 from indexer_service.dataset import Shard, iter_rows, load_split
@@ -56,22 +56,24 @@ def run(settings: IndexerSettings, stop: threading.Event | None = None) -> dict[
             model.device,
         )
         chroma = connect(settings.chroma)
-        collection = open_collections(
+        # An old layout or another model is refused here (FailedPrecondition, exit code 2),
+        # with the message naming --recreate.
+        collections = open_collections(
             chroma, settings.collection, model, create=True, recreate=settings.recreate
-        ).photos
+        )
         total = None
         if settings.limit:
             total = len(range(shard.number, settings.limit, shard.count))
         indexer = Indexer(
             embedder,
-            collection,
+            CollectionWriter(chroma, collections),
             settings.split,
             Path(settings.images_dir),
+            regions=settings.regions,
             batch_size=settings.batch_size,
             concurrency=settings.concurrency,
             retry_seconds=settings.retry_seconds,
             failures_file=Path(settings.failures_file) if settings.failures_file else None,
-            max_upsert=chroma.get_max_batch_size(),
             stop=stop,
             shard=f"{shard.number}/{shard.count}",
         )

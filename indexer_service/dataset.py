@@ -1,5 +1,6 @@
 """Reading Fashionpedia: a split from the Hugging Face hub or a local directory of the same
-layout (`data/<split>-*.parquet`), streamed, as rows of original image bytes and category names.
+layout (`data/<split>-*.parquet`), streamed, as rows of original image bytes and annotated objects
+(box id, category name, box).
 
 Both sources go through `datasets`' streaming reader and the same row conversion; images are never
 decoded here (the embedder decodes them; the original bytes are saved unchanged).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,24 @@ from typing import Any
 import datasets
 
 from fashionrag.errors import ConfigurationError, Unavailable
-from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.fashionpedia import CATEGORIES, GARMENTS
 
 log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+# The box of an object whose `bbox` is not four numbers: not finite, so the embedder refuses
+# that box alone (a per-box error) and the photo and its other boxes are still indexed.
+NO_BOX: Box = (math.nan, math.nan, math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class DatasetObject:
+    """One annotated object of an image: Fashionpedia's box id, category name and box
+    (x0, y0, x1, y1 in the image's pixels, as the dataset gives it: neither clipped nor checked)."""
+
+    bbox_id: int
+    category: str
+    bbox: Box
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,12 @@ class DatasetRow:
     width: int
     height: int
     categories: tuple[str, ...]  # distinct names of the annotated objects, in first-seen order
+    objects: tuple[DatasetObject, ...] = ()  # every annotated object, in the dataset's order
+
+    def garments(self) -> tuple[DatasetObject, ...]:
+        """The objects of the 27 garment categories (whole garments, records of their own);
+        the 19 garment parts stay attributes of the photo."""
+        return tuple(o for o in self.objects if o.category in GARMENTS)
 
 
 @dataclass(frozen=True)
@@ -111,13 +134,43 @@ def category_names(features: Any) -> Sequence[str]:
         return CATEGORIES
 
 
-def _categories(objects: Any, names: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(objects, dict):  # a Sequence of dicts comes as a dict of lists
-        values = objects.get("category") or []
-    else:
-        values = [o.get("category") for o in objects or []]
-    found = (names[v] if isinstance(v, int) else str(v) for v in values if v is not None)
-    return tuple(dict.fromkeys(found))
+def _columns(objects: Any) -> dict[str, list[Any]]:
+    """The objects' fields as columns: a Sequence of dicts comes as a dict of lists, a list of
+    structs as a list of dicts."""
+    if isinstance(objects, dict):
+        return {key: list(values or []) for key, values in objects.items()}
+    rows = [o for o in objects or [] if isinstance(o, dict)]
+    keys = {key for o in rows for key in o}
+    return {key: [o.get(key) for o in rows] for key in keys}
+
+
+def _category(value: Any, names: Sequence[str]) -> str | None:
+    if value is None:
+        return None
+    return names[value] if isinstance(value, int) else str(value)
+
+
+def _box(value: Any) -> Box:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return NO_BOX
+    return (x0, y0, x1, y1)
+
+
+def _objects(objects: Any, names: Sequence[str]) -> tuple[DatasetObject, ...]:
+    columns = _columns(objects)
+    categories = columns.get("category") or []
+    bbox_ids = columns.get("bbox_id") or [None] * len(categories)
+    boxes = columns.get("bbox") or [None] * len(categories)
+    found = []
+    for n, (bbox_id, value, bbox) in enumerate(zip(bbox_ids, categories, boxes, strict=False)):
+        category = _category(value, names)
+        if category is None:
+            continue
+        # Without a box id the object's place in the row keeps the record id deterministic.
+        found.append(DatasetObject(n if bbox_id is None else int(bbox_id), category, _box(bbox)))
+    return tuple(found)
 
 
 def iter_rows(
@@ -139,11 +192,13 @@ def iter_rows(
         if (index - offset) % shard.count != shard.number:
             continue
         image = row["image"] or {}
+        objects = _objects(row.get("objects"), names)
         yield DatasetRow(
             index=index,
             image_id=int(row["image_id"]),
             image=image.get("bytes") or b"",
             width=int(row.get("width") or 0),
             height=int(row.get("height") or 0),
-            categories=_categories(row.get("objects"), names),
+            categories=tuple(dict.fromkeys(o.category for o in objects)),
+            objects=objects,
         )

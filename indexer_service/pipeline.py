@@ -2,7 +2,8 @@
 
 `Indexer` joins the parts, each in a module of its own: `stages` (threads joined by bounded
 queues: reading, embedding and writing overlap and memory stays flat), `retry` (which layer
-retries what), `records` (saving the originals and upserting in ChromaDB-sized chunks),
+retries what), `records` (saving the originals, building photo and garment records and
+upserting them through the collection writer),
 `failure_log` (the failures file, shared safely by shards and runs) and `progress` (bar or log
 lines, and the counts). `concurrency` embed requests are in flight at once to keep a GPU
 embedder, or several replicas, busy.
@@ -18,8 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embedder_service.client import EmbedderClient
+from embedder_service.client import EmbedderClient, ImageRequest
 from fashionrag.collection import record_id
+from fashionrag.collection_store import CollectionWriter
 from indexer_service.dataset import DatasetRow
 from indexer_service.failure_log import FailureLog
 from indexer_service.progress import Progress
@@ -42,6 +44,10 @@ class Summary:
     collection: str = ""
     split: str = ""
     collection_count: int = 0
+    regions: str = "garments"  # what besides photos was indexed: garments or none
+    garments: int = 0  # garment records written
+    garments_failed: int = 0  # garment boxes that could not be embedded (their photos were)
+    garment_count: int = 0  # garment records in the collection after the run
     failures_file: str = ""
     interrupted: bool = False
     error: str = ""  # why the run stopped early, when a fault outlasted the retries
@@ -71,14 +77,15 @@ class Indexer:
 
     Args:
         embedder: the embedder client.
-        collection: the ChromaDB collection (opened for this embedder's model).
+        writer: the index's collection writer (opened for this embedder's model).
         split: the split's name, part of each record id.
         images_dir: where the original files are saved.
+        regions: "garments" to index each garment box of a photo as a record of its own too,
+            "none" for photo records only.
         batch_size: images per embed request and per upsert.
         concurrency: embed requests in flight at once.
         retry_seconds: how long one operation is retried through transient faults.
         failures_file: where the failed records are appended, one JSON object per line.
-        max_upsert: the most records ChromaDB takes in one call.
         stop: set it (e.g. on Ctrl-C) to stop reading and finish what is in flight.
         shard: this job's shard (`I/N`), named in each line of the failures file.
     """
@@ -86,28 +93,29 @@ class Indexer:
     def __init__(
         self,
         embedder: EmbedderClient,
-        collection: Any,
+        writer: CollectionWriter,
         split: str,
         images_dir: Path,
         *,
+        regions: str = "garments",
         batch_size: int = 32,
         concurrency: int = 2,
         retry_seconds: float = 600.0,
         failures_file: Path | None = None,
-        max_upsert: int = 5000,
         stop: threading.Event | None = None,
         shard: str = "0/1",
     ) -> None:
         self.embedder = embedder
-        self.collection = collection
+        self.store = writer
         self.split = split
+        self.regions = regions
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.retry = RetryPolicy(retry_seconds)
         self.failures_file = failures_file or images_dir / f"failures-{split}.jsonl"
         self.stop = stop or threading.Event()
         self.shard = shard
-        self.writer = RecordWriter(collection, split, images_dir, self.retry, max_upsert)
+        self.writer = RecordWriter(writer, split, images_dir, self.retry)
 
     def run(self, rows: Iterable[DatasetRow], total: int | None = None) -> Summary:
         """Index every row (until `stop` is set); return the summary.
@@ -116,8 +124,9 @@ class Indexer:
         what was written stays written (the next run goes on from there).
         """
         summary = Summary(
-            collection=self.collection.name,
+            collection=self.store.name,
             split=self.split,
+            regions=self.regions,
             failures_file=str(self.failures_file.absolute()),
         )
         started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -143,34 +152,55 @@ class Indexer:
             counts.skipped,
             counts.failed,
         )
+        summary.garments, summary.garments_failed = counts.garments, counts.garments_failed
         summary.seconds = round(progress.seconds, 3)
         summary.images_per_second = round(summary.indexed / max(summary.seconds, 1e-9), 2)
         if summary.error:
             return summary
         summary.interrupted = self.stop.is_set()
-        summary.collection_count = self.retry.call("count", self.collection.count)
+        summary.collection_count = self.retry.call("count", self.store.count)
+        summary.garment_count = self.retry.call("count", self.store.garment_count)
         return summary
 
     def _embed(self, batch: list[DatasetRow]) -> EmbeddedBatch:
-        """Ask the collection which rows it has, and embed the others."""
+        """Ask the collection which rows it has, and embed the others (with their garment
+        boxes, unless `regions` is "none")."""
         ids = [record_id(self.split, row.image_id) for row in batch]
-        found = self.retry.call(
-            "ChromaDB get", lambda: self.collection.get(ids=ids, include=[])["ids"]
-        )
-        existing = set(found)
+        existing = self.retry.call("ChromaDB get", lambda: self.store.existing(ids))
+        garments = {
+            rid: row.garments() if self.regions == "garments" else ()
+            for rid, row in zip(ids, batch, strict=True)
+            if rid not in existing
+        }
         todo = [
-            (rid, row.image) for rid, row in zip(ids, batch, strict=True) if rid not in existing
+            ImageRequest(rid, row.image, [o.bbox for o in garments[rid]])
+            for rid, row in zip(ids, batch, strict=True)
+            if rid in garments
         ]
+        # Garment boxes make a request several times the work of its photos alone: the
+        # deadline is the client's for every `batch_size` items (photos and boxes), so a busy
+        # embedder is not cut off, and retried, in the middle of work it would finish.
+        items = len(todo) + sum(len(request.boxes) for request in todo)
+        timeout = self.embedder.timeout * max(1.0, items / self.batch_size)
         outcomes = (
-            self.retry.call("embedding", lambda: self.embedder.embed_images(todo)) if todo else []
+            self.retry.call("embedding", lambda: self.embedder.embed_images(todo, timeout))
+            if todo
+            else []
         )
-        return EmbeddedBatch(batch, ids, existing, {o.id: o for o in outcomes})
+        return EmbeddedBatch(batch, ids, existing, {o.id: o for o in outcomes}, garments)
 
     def _write(self, batch: EmbeddedBatch, failures: FailureLog, progress: Progress) -> None:
         written = self.writer.write(batch)
         for failure in written.failures:
             log.warning("image %s (row %d) failed: %s", failure.id, failure.row, failure.reason)
             failures.append(failure.id, failure.row, failure.reason)
+        for failure in written.garment_failures:
+            log.warning("garment %s (row %d) failed: %s", failure.id, failure.row, failure.reason)
+            failures.append(failure.id, failure.row, failure.reason)
         progress.update(
-            indexed=written.indexed, skipped=written.skipped, failed=len(written.failures)
+            indexed=written.indexed,
+            skipped=written.skipped,
+            failed=len(written.failures),
+            garments=written.garments,
+            garments_failed=len(written.garment_failures),
         )

@@ -18,11 +18,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Counts:
-    """How many rows a run indexed, skipped (already in the collection) and failed."""
+    """How many rows a run indexed, skipped (already in the collection) and failed, and how
+    many garment records it wrote and failed."""
 
     indexed: int = 0
     skipped: int = 0
     failed: int = 0
+    garments: int = 0
+    garments_failed: int = 0
 
     @property
     def done(self) -> int:
@@ -74,30 +77,43 @@ class Progress:
         """Seconds since the run started."""
         return self._clock() - self._started
 
-    def update(self, *, indexed: int = 0, skipped: int = 0, failed: int = 0) -> None:
-        """Add a batch's counts, and show them."""
+    def update(
+        self,
+        *,
+        indexed: int = 0,
+        skipped: int = 0,
+        failed: int = 0,
+        garments: int = 0,
+        garments_failed: int = 0,
+    ) -> None:
+        """Add a batch's counts, and show them (the bar counts rows; garments are extras)."""
         self.counts.indexed += indexed
         self.counts.skipped += skipped
         self.counts.failed += failed
+        self.counts.garments += garments
+        self.counts.garments_failed += garments_failed
         if self.on_terminal:
             self._bar.update(indexed + skipped + failed)
             self._bar.set_postfix(
                 indexed=self.counts.indexed,
                 skipped=self.counts.skipped,
                 failed=self.counts.failed,
+                garments=self.counts.garments,
                 refresh=False,
             )
             return
         now = self._clock()
         if now - self._last_log >= self.log_every:
             self._last_log = now
+            extra = f", {self.counts.garments} garments" if self.counts.garments else ""
             log.info(
-                "progress: %d rows (%d indexed, %d skipped, %d failed), %.1f img/s",
+                "progress: %d rows (%d indexed, %d skipped, %d failed), %.1f img/s%s",
                 self.counts.done,
                 self.counts.indexed,
                 self.counts.skipped,
                 self.counts.failed,
                 self.counts.indexed / max(now - self._started, 1e-9),
+                extra,
             )
 
     def close(self) -> None:

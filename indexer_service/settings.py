@@ -31,6 +31,11 @@ class IndexerSettings(EmbedderCallerSettings):
     offset: int = Field(0, ge=0, description="skip this many rows first")
     shard: str = Field("0/1", description="I/N: take every N-th row from row I, for N jobs at once")
     images_dir: str = Field("./images_data", description="where the original image files are saved")
+    regions: Literal["garments", "none"] = Field(
+        "garments",
+        description="garments: a record per garment box too (the 27 garment categories, with "
+        "category, box, area share and colour); none: photo records only (several times faster)",
+    )
     batch_size: int = Field(32, ge=1, description="images per embed request and upsert")
     concurrency: int = Field(2, ge=1, description="embed requests in flight at once")
     retry_seconds: float = Field(

@@ -12,7 +12,7 @@ from PIL import Image
 
 from devstack import sample_data, servers
 from fashionrag.errors import ConfigurationError
-from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.fashionpedia import CATEGORIES, GARMENTS, PARTS
 from indexer_service.dataset import Shard, iter_rows, load_split
 from tests.conftest import CORRUPT_ROWS, DATASET_ROWS
 
@@ -27,6 +27,23 @@ def test_rows_carry_original_bytes_and_category_names(dataset_dir: Path) -> None
     assert all(set(r.categories) <= set(CATEGORIES) for r in rows)
     assert any(r.categories for r in rows)
     assert rows[CORRUPT_ROWS[0]].image == sample_data.CORRUPT_BYTES
+
+
+def test_rows_keep_each_objects_box_id_category_and_box(dataset_dir: Path) -> None:
+    raw = list(load_split(str(dataset_dir), "train").take(3))
+    rows = list(iter_rows(load_split(str(dataset_dir), "train"), limit=3))
+    for item, row in zip(raw, rows, strict=True):
+        objects = item["objects"]
+        assert [(o.bbox_id, o.category, o.bbox) for o in row.objects] == [
+            (bbox_id, CATEGORIES[category], tuple(bbox))
+            for bbox_id, category, bbox in zip(
+                objects["bbox_id"], objects["category"], objects["bbox"], strict=True
+            )
+        ]
+        assert row.categories == tuple(dict.fromkeys(o.category for o in row.objects))
+        assert row.garments() == tuple(o for o in row.objects if o.category in GARMENTS)
+    parts = [o for row in rows for o in row.objects if o.category in PARTS]
+    assert parts and not any(o in row.garments() for row in rows for o in parts)
 
 
 def test_generated_data_has_fashionpedias_schema(dataset_dir: Path) -> None:

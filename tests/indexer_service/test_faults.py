@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from devstack import sample_data, servers
-from fashionrag.collection import record_id
+from fashionrag.collection import garments_collection_name, record_id
 from fashionrag.collection_store import connect
+from tests.indexer_service.truth import garment_ids
 
 pytestmark = pytest.mark.integration
 
@@ -158,8 +159,11 @@ def test_killed_indexer_resumes_without_embedding_again(
     wait_for_count(chroma_url, collection_name, 40)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    present = connect(chroma_url).get_collection(collection_name).count()
+    present_ids = set(connect(chroma_url).get_collection(collection_name).get()["ids"])
+    present = len(present_ids)
     assert 0 < present < len(GOOD_IDS)
+    present_rows = {int(rid.split("-")[1]) - 1 for rid in present_ids}
+    good_rows = {i for i in range(ROWS) if i not in CORRUPT}
 
     code, summary = finish(
         start_indexer(slow_embedder.address, chroma_url, big_dataset, tmp_path, collection_name)
@@ -170,6 +174,13 @@ def test_killed_indexer_resumes_without_embedding_again(
     assert summary["failed"] == len(CORRUPT)
     assert_exactly_the_good_records(chroma_url, collection_name)
     assert not list(tmp_path.rglob("*.tmp"))
+    # Every garment of every good photo once: those of the photos already there were there too
+    # (written before their photo), the rerun wrote those of the others.
+    garments = connect(chroma_url).get_collection(garments_collection_name(collection_name))
+    stored = garments.get(include=[])["ids"]
+    assert len(stored) == len(set(stored)) == summary["garment_count"]
+    assert set(stored) == garment_ids(big_dataset, good_rows)
+    assert summary["garments"] == len(garment_ids(big_dataset, good_rows - present_rows))
 
 
 def test_ctrl_c_flushes_what_is_in_flight(

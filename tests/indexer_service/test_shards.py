@@ -16,8 +16,9 @@ import pytest
 from devstack import sample_data, servers
 from devstack.metrics import counter_total
 from devstack.ports import free_port
-from fashionrag.collection import record_id
+from fashionrag.collection import garments_collection_name, record_id
 from fashionrag.collection_store import connect
+from tests.indexer_service.truth import garment_ids
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +67,14 @@ class Embedder:
 
     def images(self) -> tuple[int, int]:
         """Images embedded so far, and images refused (undecodable)."""
+        # The "images" series counts garment crops too; "regions" counts them alone.
         embedded = counter_total(self.metrics_url, "fashionrag_embedder_items", kind="images")
         refused = counter_total(self.metrics_url, "fashionrag_embedder_item_errors", kind="images")
-        return int(embedded), int(refused)
+        return int(embedded) - self.regions(), int(refused)
+
+    def regions(self) -> int:
+        """Garment boxes embedded so far."""
+        return int(counter_total(self.metrics_url, "fashionrag_embedder_items", kind="regions"))
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +119,11 @@ class Shards:
                 run.kill()
                 run.communicate()
 
+    def garment_ids(self) -> list[str]:
+        """The garment record ids in the index."""
+        name = garments_collection_name(self.collection)
+        return list(connect(self.chroma_url).get_collection(name).get(include=[])["ids"])
+
     def ids(self, among: set[str] | None = None) -> list[str]:
         """The record ids in the collection (only those of `among`, when given)."""
         collection = connect(self.chroma_url).get_collection(self.collection)
@@ -148,8 +159,11 @@ def assert_exactly_the_good_rows(shards: Shards) -> None:
     assert saved == {str(row + 1) for row in range(ROWS) if row not in CORRUPT}
 
 
-def test_three_shards_at_once_add_up_to_the_split(embedder: Embedder, shards: Shards) -> None:
+def test_three_shards_at_once_add_up_to_the_split(
+    embedder: Embedder, shards: Shards, dataset: Path
+) -> None:
     embedded_before, refused_before = embedder.images()
+    regions_before = embedder.regions()
     runs = [shards.start(shard) for shard in range(SHARDS)]
     summaries = [finish(run) for run in runs]
 
@@ -162,6 +176,11 @@ def test_three_shards_at_once_add_up_to_the_split(embedder: Embedder, shards: Sh
     assert_exactly_the_good_rows(shards)
     embedded, refused = embedder.images()
     assert (embedded - embedded_before, refused - refused_before) == (len(GOOD), len(BAD))
+    # Every garment of every good row once, each box embedded once.
+    garments = garment_ids(dataset, {row for row in range(ROWS) if row not in CORRUPT})
+    assert sorted(shards.garment_ids()) == sorted(garments)
+    assert embedder.regions() - regions_before == len(garments)
+    assert sum(s["garments"] for s in summaries) == len(garments)
 
     # One run per shard: every bad row is listed exactly once, by the shard that owns it.
     lines = shards.failure_lines()
