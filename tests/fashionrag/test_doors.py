@@ -339,7 +339,7 @@ def test_gallery_asks_for_the_token_in_a_browser(
     ).stdout
     form = re.search(r"<form id=\"auth\"[^>]*>", dom)
     assert form is not None and "hidden" not in form.group(0), dom[-2000:]
-    status = re.search(r'<div id="status" class="error">([^<]*)<', dom)
+    status = re.search(r'<div id="status"[^>]*class="error"[^>]*>([^<]*)<', dom)
     assert status is not None and "token" in status.group(1), dom[-2000:]
 
 
