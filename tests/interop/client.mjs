@@ -25,7 +25,14 @@ if (!googleapisDir) {
 
 const definition = protoLoader.loadSync(
   ["fashionrag/v1/embedder.proto", "fashionrag/v1/query.proto"],
-  { includeDirs: [PROTOS], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true },
+  {
+    includeDirs: [PROTOS],
+    keepCase: true, // field names as the .proto spells them: top_k, model_name
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  },
 );
 const { fashionrag } = grpc.loadPackageDefinition(definition);
 const credentials = grpc.credentials.createInsecure();
@@ -36,7 +43,9 @@ const query = new fashionrag.v1.QueryService(queryAddress, credentials);
 function call(client, method, request) {
   const deadline = Date.now() + DEADLINE_MS;
   return new Promise((resolve, reject) => {
-    client[method](request, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
+    client[method](request, { deadline }, (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
   });
 }
 
@@ -46,7 +55,9 @@ function richStatus(error) {
   if (!bytes) return null;
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => path.join(googleapisDir, target);
-  root.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto"], { keepCase: true });
+  root.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto"], {
+    keepCase: true,
+  });
   const status = root.lookupType("google.rpc.Status").decode(bytes);
   const details = status.details.map((any) => {
     const type = root.lookupType(any.type_url.split("/").pop());
@@ -84,7 +95,12 @@ console.log(
     search: {
       query: found.query,
       grain: found.grain,
-      results: found.results.map(({ rank, id, path: file, distance }) => ({ rank, id, path: file, distance })),
+      results: found.results.map(({ rank, id, path: file, distance }) => ({
+        rank,
+        id,
+        path: file,
+        distance,
+      })),
     },
     refused,
   }),
