@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTOS := $(wildcard protos/fashionrag/v1/*.proto)
 STUBS := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
+# npm ci writes its own copy of the lock file last: the stamp of a complete node_modules.
+NODE_STAMP := node_modules/.package-lock.json
+BUF := node_modules/.bin/buf
 
 # `make demo` (online, the real model and dataset) or, offline:
 #   make demo DATASET=./sample_data MODEL=configs/tiny-clip.json PRETRAINED=none
@@ -15,7 +18,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos browser test lint typecheck unit k8s-validate demo demo-stop sample-data bench eval smoke clean
+.PHONY: setup protos node_modules browser test lint typecheck unit k8s-validate demo demo-stop sample-data bench eval smoke clean
 
 setup: $(STAMP) protos
 
@@ -31,9 +34,18 @@ protos: $(STUBS)
 fashionrag/v1/%_pb2.py: protos/fashionrag/v1/%.proto $(STAMP)
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $<
 
-lint: setup
+# The Node tools, pinned by package-lock.json: buf (its binary comes in a platform package, no
+# download at run time) and @grpc/grpc-js with @grpc/proto-loader for tests/interop.
+node_modules: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# buf lint: the protos' names and comments per buf.yaml (STANDARD and COMMENTS).
+lint: setup node_modules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(BUF) lint
 
 typecheck: setup
 	$(VENV)/bin/mypy embedder_service indexer_service query_service fashionrag devstack tests scripts benchmarks
@@ -46,7 +58,7 @@ browser:
 	  else echo "make: the gallery test needs Chromium: sudo apt-get install chromium" >&2; \
 	    exit 1; fi; }
 
-test: lint typecheck browser
+test: lint typecheck browser node_modules
 	$(PY) -m pytest
 
 unit: setup
@@ -84,5 +96,5 @@ demo-stop: setup
 	$(PY) scripts/demo.py --stop
 
 clean:
-	rm -rf .demo chroma_data images_data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf node_modules .demo chroma_data images_data .pytest_cache .mypy_cache .ruff_cache
 	rm -f fashionrag/v1/*_pb2*.py fashionrag/v1/*_pb2.pyi

@@ -31,7 +31,7 @@ from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 from fashionrag.model_info import ModelInfo
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 
-SERVICE_NAME = "fashionrag.v1.Embedder"
+SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name
 
 # Leave room for the message framing around the image bytes.
 _MAX_REQUEST_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
@@ -120,17 +120,17 @@ class EmbedderClient(GrpcClient):
         self, target: str, timeout: float = 60.0, *, security: ClientSecurity = PLAINTEXT
     ) -> None:
         super().__init__(target, timeout, security=security)
-        self._stub = embedder_pb2_grpc.EmbedderStub(self.channel)
+        self._stub = embedder_pb2_grpc.EmbedderServiceStub(self.channel)
         self._info: ModelInfo | None = None
 
     @translate_errors
     def model_info(self, refresh: bool = False) -> ModelInfo:
         """The embedder's model (asked once, then remembered unless `refresh`)."""
         if self._info is None or refresh:
-            message = self._stub.GetModelInfo(
+            response = self._stub.GetModelInfo(
                 embedder_pb2.GetModelInfoRequest(), timeout=self.timeout
             )
-            self._info = ModelInfo.from_message(message)
+            self._info = ModelInfo.from_message(response.model)
         return self._info
 
     @translate_errors

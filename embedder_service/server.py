@@ -19,7 +19,7 @@ from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
+SERVICE_NAME = embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name
 
 
 class _LoadingServicer(EmbedderServicer):
@@ -54,7 +54,7 @@ async def serve(settings: EmbedderSettings) -> None:
     servicer = _LoadingServicer()
 
     def register(server: grpc.aio.Server) -> None:
-        embedder_pb2_grpc.add_EmbedderServicer_to_server(servicer, server)
+        embedder_pb2_grpc.add_EmbedderServiceServicer_to_server(servicer, server)
 
     service = GrpcService(
         "embedder",

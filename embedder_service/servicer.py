@@ -1,4 +1,4 @@
-"""The Embedder gRPC servicer: protobuf in, the engine's plain Python, protobuf out."""
+"""The EmbedderService gRPC servicer: protobuf in, the engine's plain Python, protobuf out."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _image_item(image: embedder_pb2.ImageInput) -> ImageItem:
     return ImageItem(image.id, image.data, [(b.x0, b.y0, b.x1, b.y1) for b in image.boxes])
 
 
-class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
     """Thin: every rule lives in the engine."""
 
     def __init__(self, engine: EmbedEngine) -> None:
@@ -72,6 +72,7 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
     @map_errors
     async def GetModelInfo(
         self, request: embedder_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
-    ) -> embedder_pb2.ModelInfo:
+    ) -> embedder_pb2.GetModelInfoResponse:
         model = self.engine.model.description
-        return model.served_with(self.engine.settings.max_batch_items).to_message()
+        served = model.served_with(self.engine.settings.max_batch_items)
+        return embedder_pb2.GetModelInfoResponse(model=served.to_message())

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from fashionrag import reflection
 from fashionrag.errors import ConfigurationError
 from fashionrag.grpc_options import CHANNEL_OPTIONS, DEFAULT_MAX_CONNECTION_AGE_SECONDS
 from fashionrag.grpc_security import OPEN_DOORS, ServerSecurity
@@ -90,9 +90,7 @@ class GrpcService:
         register(self.server)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self.service_names, reflection.SERVICE_NAME, health.SERVICE_NAME], self.server
-        )
+        reflection.enable_server_reflection([*self.service_names, health.SERVICE_NAME], self.server)
         refused = ConfigurationError(
             f"{name}: cannot listen on {address}: the port is in use by another process, "
             "or the host is not an address of this machine"

@@ -23,7 +23,7 @@ from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.conversions import outcome_from_response, request_from_query
 from query_service.search_types import GarmentMatch, Hit, SearchOutcome, SearchQuery
 
-SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
+SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 class QueryClient(GrpcClient):
@@ -43,7 +43,7 @@ class QueryClient(GrpcClient):
         self, target: str, timeout: float = 30.0, *, security: ClientSecurity = PLAINTEXT
     ) -> None:
         super().__init__(target, timeout, security=security)
-        self._stub = query_pb2_grpc.QueryStub(self.channel)
+        self._stub = query_pb2_grpc.QueryServiceStub(self.channel)
 
     @translate_errors
     def search(self, query: SearchQuery, timeout: float | None = None) -> SearchOutcome:

@@ -20,7 +20,7 @@ from query_service.text_cache import TextVectorCache
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["Query"].full_name
+SERVICE_NAME = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
 
 
 async def serve(settings: QuerySettings) -> None:
@@ -42,7 +42,7 @@ async def serve(settings: QuerySettings) -> None:
         metrics.serve(settings.host, settings.metrics_port)
 
     def register(server: grpc.aio.Server) -> None:
-        query_pb2_grpc.add_QueryServicer_to_server(QueryServicer(core), server)
+        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(core), server)
 
     service = GrpcService(
         "query",

@@ -1,4 +1,4 @@
-"""The Query gRPC servicer: protobuf in, the core's plain Python, protobuf out."""
+"""The QueryService gRPC servicer: protobuf in, the core's plain Python, protobuf out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from query_service.conversions import query_from_request, response_from_outcome
 from query_service.search import SearchCore
 
 
-class QueryServicer(query_pb2_grpc.QueryServicer):
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     """Thin: every rule lives in SearchCore, every conversion in conversions.py."""
 
     def __init__(self, core: SearchCore) -> None:

@@ -17,7 +17,7 @@ from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 pytestmark = pytest.mark.integration
 
 
-class CountingReplica(embedder_pb2_grpc.EmbedderServicer):
+class CountingReplica(embedder_pb2_grpc.EmbedderServiceServicer):
     """A stand-in replica whose health we can turn: it counts the calls it gets. (A real
     embedder cannot be held NOT_SERVING on demand; that is the fault this one causes.)"""
 
@@ -37,7 +37,7 @@ class Replica:
         self.servicer = CountingReplica()
         self.health = health.HealthServicer()
         self.server = grpc.server(futures.ThreadPoolExecutor(4))
-        embedder_pb2_grpc.add_EmbedderServicer_to_server(self.servicer, self.server)
+        embedder_pb2_grpc.add_EmbedderServiceServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.set_serving(False)
@@ -49,7 +49,7 @@ class Replica:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        self.health.set("fashionrag.v1.Embedder", status)
+        self.health.set("fashionrag.v1.EmbedderService", status)
 
 
 @pytest.fixture()

@@ -28,7 +28,7 @@ class Tuned:
     def __init__(self, server: servers.Server, metrics_port: int) -> None:
         self.server = server
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.stub = embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(server.address))
+        self.stub = embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(server.address))
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample on the metrics page (0 when absent)."""
@@ -160,7 +160,7 @@ def test_request_id_is_echoed_and_logged(tuned: Tuned) -> None:
 
 def test_sigterm_lets_calls_in_flight_finish(logs_dir: Path) -> None:
     server = servers.start_embedder(logs_dir / "embedder-drain.log", "--max-delay-ms", "2000")
-    stub = embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(server.address))
+    stub = embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(server.address))
     future = stub.EmbedTexts.future(texts("in flight"), timeout=30)
     time.sleep(0.5)  # the call now waits in the batching window
     assert server.process is not None
@@ -197,13 +197,13 @@ def test_health_is_not_serving_while_the_model_loads(tmp_path: Path, logs_dir: P
         channel = grpc.insecure_channel(server.address)
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(
-            health_pb2.HealthCheckRequest(service="fashionrag.v1.Embedder"),
+            health_pb2.HealthCheckRequest(service="fashionrag.v1.EmbedderService"),
             timeout=30,
             wait_for_ready=True,
         ).status
         assert status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as info:
-            embedder_pb2_grpc.EmbedderStub(channel).EmbedTexts(texts("x"), timeout=10)
+            embedder_pb2_grpc.EmbedderServiceStub(channel).EmbedTexts(texts("x"), timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "loading" in (info.value.details() or "")
         assert details(info.value).reason == "MODEL_LOADING"

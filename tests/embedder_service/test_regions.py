@@ -95,7 +95,7 @@ def test_bad_boxes_fail_alone_and_the_image_and_other_boxes_succeed(
 
 
 def test_region_errors_carry_invalid_argument(embedder: servers.Server) -> None:
-    stub = embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(embedder.address))
+    stub = embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(embedder.address))
     box = embedder_pb2.Box(x0=5, y0=5, x1=5, y1=5)
     request = embedder_pb2.EmbedImagesRequest(
         images=[embedder_pb2.ImageInput(id="p", data=noise_png(), boxes=[box])]
@@ -148,7 +148,7 @@ def test_client_splits_requests_counting_boxes_as_items(
 ) -> None:
     # 5 images x 60 boxes = 305 items, over the server's 256 in one request.
     requests = [ImageRequest(str(i), noise_png(120, 160, seed=i), [BOX] * 60) for i in range(5)]
-    stub = embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(embedder.address))
+    stub = embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(embedder.address))
     raw = embedder_pb2.EmbedImagesRequest(
         images=[
             embedder_pb2.ImageInput(

@@ -1,4 +1,4 @@
-"""The embedder over real gRPC: contract, status codes, health, reflection, shutdown."""
+"""The embedder over real gRPC: contract, status codes, health, both reflections, shutdown."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from PIL import Image
 
 from devstack import servers
@@ -34,8 +35,8 @@ def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes
 
 
 @pytest.fixture()
-def stub(embedder: servers.Server) -> embedder_pb2_grpc.EmbedderStub:
-    return embedder_pb2_grpc.EmbedderStub(grpc.insecure_channel(embedder.address))
+def stub(embedder: servers.Server) -> embedder_pb2_grpc.EmbedderServiceStub:
+    return embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(embedder.address))
 
 
 def test_model_info_describes_the_loaded_model(embedder_client: EmbedderClient) -> None:
@@ -73,7 +74,9 @@ def test_bad_image_fails_only_its_item(embedder_client: EmbedderClient) -> None:
     assert not np.allclose(outcomes[0].vector, outcomes[2].vector)
 
 
-def test_item_error_carries_invalid_argument_code(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+def test_item_error_carries_invalid_argument_code(
+    stub: embedder_pb2_grpc.EmbedderServiceStub,
+) -> None:
     response = stub.EmbedImages(
         embedder_pb2.EmbedImagesRequest(images=[embedder_pb2.ImageInput(id="x", data=b"junk")])
     )
@@ -107,7 +110,7 @@ def test_same_image_same_vector_in_any_batch(embedder_client: EmbedderClient) ->
     ],
 )
 def test_bad_text_requests_are_invalid_argument_naming_the_field(
-    stub: embedder_pb2_grpc.EmbedderStub,
+    stub: embedder_pb2_grpc.EmbedderServiceStub,
     request_: embedder_pb2.EmbedTextsRequest,
     message: str,
     field: str,
@@ -121,14 +124,16 @@ def test_bad_text_requests_are_invalid_argument_naming_the_field(
     assert (found.fields, found.reason, found.domain) == ([field], reason, "fashionrag.dev")
 
 
-def test_empty_image_request_is_invalid_argument(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+def test_empty_image_request_is_invalid_argument(
+    stub: embedder_pb2_grpc.EmbedderServiceStub,
+) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.EmbedImages(embedder_pb2.EmbedImagesRequest())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(info.value).fields == ["images"]
 
 
-def test_too_many_boxes_names_the_image(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+def test_too_many_boxes_names_the_image(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
     boxes = [embedder_pb2.Box(x0=0, y0=0, x1=10, y1=10)] * 100  # over 64, under 256 items
     ok = embedder_pb2.ImageInput(id="ok", data=jpeg((1, 2, 3)))
     image = embedder_pb2.ImageInput(id="a", data=jpeg((1, 2, 3)), boxes=boxes)
@@ -141,7 +146,7 @@ def test_too_many_boxes_names_the_image(stub: embedder_pb2_grpc.EmbedderStub) ->
 def test_corrupt_request_bytes_are_invalid_argument(embedder: servers.Server) -> None:
     with grpc.insecure_channel(embedder.address) as channel:
         raw = channel.unary_unary(
-            "/fashionrag.v1.Embedder/EmbedTexts",
+            "/fashionrag.v1.EmbedderService/EmbedTexts",
             request_serializer=None,
             response_deserializer=None,
         )
@@ -178,23 +183,83 @@ def test_client_names_the_embedder_when_it_is_down() -> None:
     assert info.value.metadata == {"backend": "embedder"}
 
 
-def test_long_text_is_flagged_truncated(stub: embedder_pb2_grpc.EmbedderStub) -> None:
+def test_long_text_is_flagged_truncated(stub: embedder_pb2_grpc.EmbedderServiceStub) -> None:
     response = stub.EmbedTexts(embedder_pb2.EmbedTextsRequest(texts=["dress", "word " * 40]))
     assert [r.truncated for r in response.results] == [False, True]
 
 
-def test_health_and_reflection(embedder: servers.Server) -> None:
-    channel = grpc.insecure_channel(embedder.address)
-    health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "fashionrag.v1.Embedder"):
+def test_health_reports_the_service_by_its_full_name(embedder: servers.Server) -> None:
+    health = health_pb2_grpc.HealthStub(grpc.insecure_channel(embedder.address))
+    for service in ("", "fashionrag.v1.EmbedderService"):
         status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
         assert status == health_pb2.HealthCheckResponse.SERVING
-    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-    responses = reflection.ServerReflectionInfo(
-        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+
+
+def reflect(
+    address: str, version: str, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    """A raw call of `grpc.reflection.<version>.ServerReflection`, as grpcurl makes it. v1's
+    messages are v1alpha's field for field (grpc-proto), so v1alpha's classes encode both."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        return list(call(iter(requests), timeout=30))
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_lists_and_describes_the_services_in_both_versions(
+    embedder: servers.Server, version: str
+) -> None:
+    listed, described = reflect(
+        embedder.address,
+        version,
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol=f"grpc.reflection.{version}.ServerReflection"
+        ),
     )
-    names = {s.name for r in responses for s in r.list_services_response.service}
-    assert {"fashionrag.v1.Embedder", "grpc.health.v1.Health"} <= names
+    names = {s.name for s in listed.list_services_response.service}
+    assert {
+        "fashionrag.v1.EmbedderService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in described.file_descriptor_response.file_descriptor_proto
+    ]
+    assert [(f.package, [s.name for s in f.service]) for f in files] == [
+        (f"grpc.reflection.{version}", ["ServerReflection"])
+    ]
+    method = files[0].service[0].method[0]
+    assert method.input_type == f".grpc.reflection.{version}.ServerReflectionRequest"
+
+
+def test_reflection_v1_describes_the_embedder_for_a_v1_only_tool(embedder: servers.Server) -> None:
+    (response,) = reflect(
+        embedder.address,
+        "v1",
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="fashionrag.v1.EmbedderService"
+        ),
+    )
+    files = {
+        f.name: f
+        for f in map(
+            descriptor_pb2.FileDescriptorProto.FromString,
+            response.file_descriptor_response.file_descriptor_proto,
+        )
+    }
+    embedder_file = files["fashionrag/v1/embedder.proto"]
+    assert embedder_file.options.java_package == "dev.fashionrag.v1"
+    (service,) = embedder_file.service
+    assert {m.name: m.output_type for m in service.method}["GetModelInfo"] == (
+        ".fashionrag.v1.GetModelInfoResponse"
+    )
 
 
 def test_sigterm_stops_cleanly(logs_dir: Path) -> None:

@@ -160,7 +160,7 @@ def test_health_and_reflection_stay_open_without_the_token(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
         )
         names = {s.name for a in answers for s in a.list_services_response.service}
-    assert "fashionrag.v1.Embedder" in names
+    assert "fashionrag.v1.EmbedderService" in names
 
 
 @pytest.mark.integration

@@ -23,7 +23,7 @@ from tests.rich_status import details, trailers_size
 GRPC_TRAILERS_LIMIT = 8 * 1024
 
 
-class Raising(embedder_pb2_grpc.EmbedderServicer, query_pb2_grpc.QueryServicer):
+class Raising(embedder_pb2_grpc.EmbedderServiceServicer, query_pb2_grpc.QueryServiceServicer):
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
@@ -49,17 +49,17 @@ def fail(
 
     async def run() -> grpc.aio.AioRpcError:
         def register(server: grpc.aio.Server) -> None:
-            embedder_pb2_grpc.add_EmbedderServicer_to_server(Raising(error), server)
-            query_pb2_grpc.add_QueryServicer_to_server(Raising(error), server)
+            embedder_pb2_grpc.add_EmbedderServiceServicer_to_server(Raising(error), server)
+            query_pb2_grpc.add_QueryServiceServicer_to_server(Raising(error), server)
 
-        names = ["fashionrag.v1.Embedder", "fashionrag.v1.Query"]
+        names = ["fashionrag.v1.EmbedderService", "fashionrag.v1.QueryService"]
         service = GrpcService("t", "127.0.0.1:0", register, names, interceptors=interceptors)
         task = asyncio.create_task(service.run())
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     if call is None:
-                        await embedder_pb2_grpc.EmbedderStub(channel).GetModelInfo(
+                        await embedder_pb2_grpc.EmbedderServiceStub(channel).GetModelInfo(
                             embedder_pb2.GetModelInfoRequest(), timeout=10, wait_for_ready=True
                         )
                     else:
@@ -197,7 +197,7 @@ def test_details_keep_the_request_id_trailer() -> None:
 
 async def _garbage(channel: grpc.aio.Channel) -> None:
     raw = channel.unary_unary(  # no serializer: the bytes as given
-        "/fashionrag.v1.Query/Search", request_serializer=None, response_deserializer=None
+        "/fashionrag.v1.QueryService/Search", request_serializer=None, response_deserializer=None
     )
     await raw(b"\xff\xff\xff\xff\x0f", timeout=10, wait_for_ready=True)
 
@@ -207,12 +207,12 @@ def test_bytes_that_are_not_a_request_are_invalid_argument() -> None:
     rpc_error = fail(AssertionError("the servicer ran"), call=_garbage)
     assert rpc_error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(rpc_error).reason == "MALFORMED_REQUEST"
-    assert "/fashionrag.v1.Query/Search" in (rpc_error.details() or "")
+    assert "/fashionrag.v1.QueryService/Search" in (rpc_error.details() or "")
 
 
 async def _unknown_mode(channel: grpc.aio.Channel) -> None:
     request = query_pb2.SearchRequest(text="red tops", category_mode=7)  # type: ignore[arg-type]
-    await query_pb2_grpc.QueryStub(channel).Search(request, timeout=10, wait_for_ready=True)
+    await query_pb2_grpc.QueryServiceStub(channel).Search(request, timeout=10, wait_for_ready=True)
 
 
 def test_unknown_enum_number_is_invalid_argument_naming_the_field() -> None:

@@ -20,7 +20,7 @@ def test_healthcheck_passes_on_a_serving_server(embedder: servers.Server) -> Non
             "-m",
             "fashionrag.healthcheck",
             embedder.address,
-            "fashionrag.v1.Embedder",
+            "fashionrag.v1.EmbedderService",
         ],
         capture_output=True,
         text=True,

@@ -41,10 +41,10 @@ def client(query: servers.Server) -> Iterator[QueryClient]:
 
 
 @pytest.fixture()
-def wire_stub(query: servers.Server) -> Iterator[query_pb2_grpc.QueryStub]:
+def wire_stub(query: servers.Server) -> Iterator[query_pb2_grpc.QueryServiceStub]:
     """The bare generated stub, for the one test of what goes over the wire."""
     with grpc.insecure_channel(query.address) as channel:
-        yield query_pb2_grpc.QueryStub(channel)
+        yield query_pb2_grpc.QueryServiceStub(channel)
 
 
 def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
@@ -135,7 +135,7 @@ def test_category_filter_keeps_only_matching_images(client: QueryClient, chroma_
     ],
 )
 def test_bad_queries_are_invalid_argument_with_the_field_and_reason(
-    wire_stub: query_pb2_grpc.QueryStub,
+    wire_stub: query_pb2_grpc.QueryServiceStub,
     request_: query_pb2.SearchRequest,
     message: str,
     field: str,
@@ -152,7 +152,7 @@ def test_bad_queries_are_invalid_argument_with_the_field_and_reason(
 
 
 def test_two_thousand_unknown_categories_are_invalid_argument_with_details(
-    wire_stub: query_pb2_grpc.QueryStub,
+    wire_stub: query_pb2_grpc.QueryServiceStub,
 ) -> None:
     # They were RESOURCE_EXHAUSTED: the message listing them all outgrew gRPC's trailers.
     names = [f"no-such-category-{i}" for i in range(2000)]
@@ -171,7 +171,9 @@ def test_two_thousand_unknown_categories_are_invalid_argument_with_details(
 def test_corrupt_request_bytes_are_invalid_argument(query: servers.Server) -> None:
     with grpc.insecure_channel(query.address) as channel:
         raw = channel.unary_unary(
-            "/fashionrag.v1.Query/Search", request_serializer=None, response_deserializer=None
+            "/fashionrag.v1.QueryService/Search",
+            request_serializer=None,
+            response_deserializer=None,
         )
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff\x0f", timeout=30)
