@@ -29,7 +29,7 @@ from devstack.sample_data import large_png, photo_jpeg
 from devstack.servers import Server, resident_mb, start_embedder
 from embedder_service.client import EmbedderClient
 from embedder_service.engine import EmbedEngine
-from embedder_service.images import decode_image
+from embedder_service.images import decode_reduced
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
 
@@ -250,7 +250,7 @@ def reduced_decoding(model: str) -> list[list[str]]:
 
             def run(keep: int = keep, data: list[bytes] = data) -> None:
                 for d in data:
-                    preprocess(decode_image(d, 10**8, keep)[0])
+                    preprocess(decode_reduced(d, 10**8, keep)[0])
 
             times[way] = len(data) / rate(len(data), run, REPEAT) * 1000
         full, reduced = times["full size"], times["reduced"]

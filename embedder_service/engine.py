@@ -17,7 +17,7 @@ import numpy as np
 from embedder_service import regions
 from embedder_service.batcher import DynamicBatcher
 from embedder_service.garment_colour import garment_colours
-from embedder_service.images import check_header, decode_image
+from embedder_service.images import check_header, decode_image, decode_reduced, reduced
 from embedder_service.metrics import EmbedderMetrics
 from embedder_service.model import EmbeddingModel
 from embedder_service.resources import PixelBudget, lower_thread_priority, trim_heap
@@ -211,7 +211,7 @@ class EmbedEngine:
             on_device = self.model.decode_on_device(data)
             if on_device is not None:
                 return _Decoded(*on_device)
-        image, width, height = decode_image(data, max_pixels, self._min_side)
+        image, width, height = decode_reduced(data, max_pixels, self._min_side)
         return _Decoded(self.model.preprocess(image), width, height)
 
     def _decode_and_trim(self, item: ImageItem, pixels: int) -> _Decoded:
@@ -242,6 +242,9 @@ class EmbedEngine:
 
         Pillow decodes here even under --gpu-decode: the crops and the colour names need the
         pixels on the host, and one decode path for regions is the simplest to keep right.
+        The crops are cut from the decode (reduced only by a JPEG draft that spares them), the
+        whole image's input from it reduced as without boxes, so boxes leave the whole image's
+        vector as it is.
         """
         data, max_pixels = item.data, self.settings.max_image_pixels
         _, width, height = check_header(data, max_pixels)
@@ -266,7 +269,8 @@ class EmbedEngine:
             clipped, cut = rect
             tensor = self.model.preprocess(regions.crop(image, cut, original))
             crops.append(_Crop(tensor, *self._colours(image, clipped, original)))
-        return _Decoded(self.model.preprocess(image), width, height, tuple(crops))
+        whole = self.model.preprocess(reduced(image, self._min_side))
+        return _Decoded(whole, width, height, tuple(crops))
 
     @staticmethod
     def _colours(image: Any, box: regions.Box, original: tuple[int, int]) -> tuple[str, str]:

@@ -46,17 +46,15 @@ def check_header(data: bytes, max_pixels: int) -> tuple[str, int, int]:
         return image.format or "", image.width, image.height
 
 
-def decode_image(data: bytes, max_pixels: int, min_side: int = 0) -> tuple[Image.Image, int, int]:
-    """Decode encoded image bytes into an RGB image, reduced where a smaller one still serves.
+def decode_image(data: bytes, max_pixels: int, draft_size: int = 0) -> tuple[Image.Image, int, int]:
+    """Decode encoded image bytes into an RGB image.
 
     Args:
         data: the encoded file (JPEG, PNG, WebP or any format Pillow reads).
         max_pixels: the largest width x height accepted, a guard against decompression bombs.
-        min_side: when > 0, the decode may come out smaller as long as both sides keep at least
-            this many pixels: a JPEG decodes at 1/2, 1/4 or 1/8 scale (Pillow's draft, far less
-            work), and any image still past twice this size is shrunk by an integer factor
-            right after decoding, so the full-size pixels are freed at once and the model's own
-            resize starts from a small image.
+        draft_size: when > 0, let a JPEG decode at a reduced scale (1/2, 1/4, 1/8) as long as
+            both sides stay at least this many pixels: much less work for a large photo that
+            the model will shrink anyway.
 
     Returns:
         The RGB image (possibly reduced) and the original width and height.
@@ -69,17 +67,29 @@ def decode_image(data: bytes, max_pixels: int, min_side: int = 0) -> tuple[Image
         try:
             image = _open(data, max_pixels)
             width, height = image.size
-            if min_side > 0 and image.format == "JPEG":
-                image.draft("RGB", (min_side, min_side))
+            if draft_size > 0 and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
             if image.mode == "RGB":
                 image.load()  # convert() would copy an RGB image whole: twice the memory
             else:
                 image = image.convert("RGB")
-            return reduced(image, min_side), width, height
+            return image, width, height
         except InvalidArgument:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as exc:
             raise InvalidArgument(f"cannot decode image: {exc}") from None
+
+
+def decode_reduced(data: bytes, max_pixels: int, min_side: int) -> tuple[Image.Image, int, int]:
+    """`decode_image`, reduced as far as both sides keep `min_side` pixels: a JPEG while it
+    decodes (Pillow's draft), any image still past twice that right after, so that the
+    full-size pixels are freed at once and the model's own resize starts from a small image.
+
+    Raises:
+        InvalidArgument: as `decode_image`.
+    """
+    image, width, height = decode_image(data, max_pixels, min_side)
+    return reduced(image, min_side), width, height
 
 
 def reduced(image: Image.Image, min_side: int) -> Image.Image:

@@ -14,7 +14,7 @@ from devstack.sample_data import photo_jpeg as photo
 from devstack.servers import TINY_MODEL
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
-from embedder_service.images import decode_image
+from embedder_service.images import decode_reduced
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
@@ -72,7 +72,7 @@ def vit_fp32(photos: list[bytes]) -> np.ndarray:
 def test_large_photos_decode_reduced_but_covering_the_models_input(photos: list[bytes]) -> None:
     keep = 2 * 224  # ViT-B-32's input side, twice
     for data in photos:
-        image, width, height = decode_image(data, 10**8, keep)
+        image, width, height = decode_reduced(data, 10**8, keep)
         assert image.width < width and image.height < height
         assert min(image.size) >= keep
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from embedder_service.images import decode_image
+from embedder_service.images import decode_image, decode_reduced
 from fashionrag.errors import InvalidArgument
 
 
@@ -53,18 +53,18 @@ def test_oversized_image_is_refused_before_decoding() -> None:
 
 def test_a_large_jpeg_decodes_at_a_reduced_scale_that_covers_the_minimum_side() -> None:
     data = encode(Image.new("RGB", (2000, 1500), "red"), "JPEG")
-    image, width, height = decode_image(data, 10**8, 300)
+    image, width, height = decode_reduced(data, 10**8, 300)
     assert (width, height) == (2000, 1500)
     assert image.size == (500, 375)  # 1/4: 1/8 would leave the short side under 300
 
 
 def test_a_large_png_is_shrunk_after_decoding_by_an_integer_factor() -> None:
     data = encode(Image.new("RGBA", (3000, 1000), "red"), "PNG")
-    image, width, height = decode_image(data, 10**8, 448)
+    image, width, height = decode_reduced(data, 10**8, 448)
     assert (width, height) == (3000, 1000)
     assert (image.size, image.mode) == ((1500, 500), "RGB")
 
 
 def test_no_minimum_side_decodes_at_full_size() -> None:
     data = encode(Image.new("RGB", (2000, 1500), "red"), "JPEG")
-    assert decode_image(data, 10**8)[0].size == (2000, 1500)
+    assert decode_reduced(data, 10**8, 0)[0].size == (2000, 1500)
