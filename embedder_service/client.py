@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fashionrag.errors import FashionragError, InvalidArgument
-from fashionrag.grpc_client import GrpcClient, translate_errors
+from fashionrag.grpc_client import PATIENT, CallPolicy, GrpcClient, translate_errors
 from fashionrag.grpc_options import MAX_MESSAGE_BYTES
 from fashionrag.model_info import ModelInfo
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
@@ -106,6 +106,8 @@ class EmbedderClient(GrpcClient):
     Args:
         target: "host:port", or "dns:///name:port" to use every address the name resolves to.
         timeout: the deadline of each call, in seconds.
+        policy: PATIENT (calls wait for a replica: the indexer) or FAIL_FAST (UNAVAILABLE at
+            once while none is up: the query service).
     """
 
     service_name = SERVICE_NAME
@@ -114,8 +116,8 @@ class EmbedderClient(GrpcClient):
     # A full queue is worth a retry too: another replica, or a moment later, has room.
     retryable = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
-    def __init__(self, target: str, timeout: float = 60.0) -> None:
-        super().__init__(target, timeout)
+    def __init__(self, target: str, timeout: float = 60.0, policy: CallPolicy = PATIENT) -> None:
+        super().__init__(target, timeout, policy)
         self._stub = embedder_pb2_grpc.EmbedderStub(self.channel)
         self._info: ModelInfo | None = None
 
