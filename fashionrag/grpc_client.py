@@ -183,9 +183,14 @@ class GrpcClient:
         except grpc.RpcError as exc:
             code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            raise Unavailable(f"{self.label} at {self.target}: {code}: {details}") from exc
+            raise Unavailable(
+                f"{self.label} at {self.target}: {code}: {details}",
+                metadata={"backend": self.backend},
+            ) from exc
         if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(f"{self.label} at {self.target} is not serving")
+            raise Unavailable(
+                f"{self.label} at {self.target} is not serving", metadata={"backend": self.backend}
+            )
 
 
 C = TypeVar("C", bound=GrpcClient)

@@ -69,6 +69,10 @@ class BackendWatcher:
         """Whether every backend was up at the last check."""
         return not self.problems
 
+    def down(self) -> list[str]:
+        """The names of the backends down at the last check."""
+        return list(self.problems)
+
     def problem(self) -> str:
         """What is down, one clause per backend ("" when nothing is)."""
         return "; ".join(self.problems.values())

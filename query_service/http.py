@@ -123,10 +123,12 @@ async def image(request: web.Request) -> web.FileResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when ChromaDB and the embedder answered their last check (at most about
-    a second ago), else 503 saying which is down; answered at once, never waiting on either."""
+    a second ago), else 503 saying which is down (`down`: their names, `error`: what was seen);
+    answered at once, never waiting on either."""
     backends = request.app[BACKENDS]
     if not backends.healthy:
-        return web.json_response({"status": "unavailable", "error": backends.problem()}, status=503)
+        body = {"status": "unavailable", "error": backends.problem(), "down": backends.down()}
+        return web.json_response(body, status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -101,7 +101,7 @@ def test_search_with_the_embedder_down_is_503_naming_it_at_once(embedder_killed:
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["code"] == "UNAVAILABLE"
-    assert "embedder" in body["error"]
+    assert "embedder" in body["error"] and body["metadata"]["backend"] == "embedder"
     assert elapsed < 2.0, f"{elapsed:.1f}s (the embed timeout is {EMBED_TIMEOUT}s)"
 
 
@@ -132,6 +132,7 @@ def test_healthz_answers_at_once_naming_the_embedder(embedder_killed: Stack) -> 
     elapsed = time.monotonic() - started
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+    assert response.json()["down"] == ["embedder"]
     assert "embedder" in response.json()["error"]
     assert elapsed < 1.0, f"{elapsed:.1f}s"
 

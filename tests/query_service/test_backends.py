@@ -43,6 +43,7 @@ def test_reports_which_backend_is_down_and_tells_on_each_change() -> None:
         assert not watcher.healthy
         assert "embedder at 127.0.0.1:1" in watcher.problem()
         assert "ChromaDB" not in watcher.problem()
+        assert watcher.down() == ["embedder"]
         embedder.up = True
         await watcher.check()
         assert watcher.healthy
