@@ -43,17 +43,21 @@ class Stack:
 def start_stack(logs_dir: Path, chroma_url: str, name: str, *query_flags: str) -> Stack:
     embedder = servers.start_embedder(logs_dir / f"embedder-{name}.log")
     metrics_port = free_port()
-    query = servers.start_query(
-        logs_dir / f"query-{name}.log",
-        embedder.address,
-        chroma_url,
-        COLLECTION,
-        "--embed-timeout",
-        EMBED_TIMEOUT,
-        "--metrics-port",
-        str(metrics_port),
-        *query_flags,
-    )
+    try:
+        query = servers.start_query(
+            logs_dir / f"query-{name}.log",
+            embedder.address,
+            chroma_url,
+            COLLECTION,
+            "--embed-timeout",
+            EMBED_TIMEOUT,
+            "--metrics-port",
+            str(metrics_port),
+            *query_flags,
+        )
+    except BaseException:
+        embedder.stop()
+        raise
     return Stack(embedder, query, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
@@ -182,14 +186,18 @@ def test_searches_past_the_limit_are_refused_at_once_and_healthz_stays_prompt(
     limit, callers = 2, 12
     # A batching window of 3 s keeps each admitted search in flight that long.
     embedder = servers.start_embedder(logs_dir / "embedder-load.log", "--max-delay-ms", "3000")
-    query = servers.start_query(
-        logs_dir / "query-load.log",
-        embedder.address,
-        chroma_url,
-        COLLECTION,
-        "--max-searches",
-        str(limit),
-    )
+    try:
+        query = servers.start_query(
+            logs_dir / "query-load.log",
+            embedder.address,
+            chroma_url,
+            COLLECTION,
+            "--max-searches",
+            str(limit),
+        )
+    except BaseException:
+        embedder.stop()
+        raise
     outcomes: list[tuple[int, float]] = []
     lock = threading.Lock()
     start = threading.Barrier(callers + 1)
