@@ -287,8 +287,17 @@ class CollectionReader:
         )
 
     def photos(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The metadata of these photo records, by id (missing ids are left out)."""
-        collection = self.open().photos
+        """The metadata of these photo records, by id (missing ids are left out).
+
+        Needs ChromaDB only: records read by id do not depend on the model, so they are read
+        (and indexed images served) while the embedder is down.
+
+        Raises:
+            NotFound: the index does not exist.
+            FailedPrecondition: it has another layout.
+            Unavailable: ChromaDB cannot be reached.
+        """
+        collection = self._photos_by_id()
         found = self._call("get", lambda: collection.get(ids=list(ids), include=["metadatas"]))
         return {
             rid: dict(meta or {})
@@ -298,6 +307,25 @@ class CollectionReader:
     def get(self, record_id: str) -> dict[str, Any] | None:
         """The metadata of one photo record, or None when there is no such record."""
         return self.photos([record_id]).get(record_id)
+
+    def _photos_by_id(self) -> Any:
+        with self._lock:
+            if self._collections is not None:
+                return self._collections.photos
+        # Not open, and opening would ask the embedder for its model: the photos alone.
+        collection = self._call("open", self._photos_unchecked)
+        check_layout(self.name, collection.metadata)
+        return collection
+
+    def _photos_unchecked(self) -> Any:
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self._chroma().get_collection(self.name, embedding_function=None)
+        except NotFoundError:
+            raise NotFound(
+                f"collection {self.name!r} does not exist; index some images first"
+            ) from None
 
     def heartbeat(self) -> None:
         """Check that ChromaDB answers.

@@ -37,6 +37,12 @@ class QuerySettings(EmbedderCallerSettings, ServerSettings):
     )
     cache_size: int = Field(1024, ge=0, description="text vectors kept for repeated queries")
     grace_seconds: float = Field(5.0, ge=0, description="drain time for calls in flight on SIGTERM")
+    max_searches: int = Field(
+        32,
+        ge=1,
+        description="searches in flight at once (gRPC and HTTP together); past it a search is "
+        "refused at once with RESOURCE_EXHAUSTED (HTTP 429) rather than queued",
+    )
 
 
 class ClientSettings(CallerSettings):
