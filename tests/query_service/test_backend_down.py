@@ -224,7 +224,11 @@ def test_searches_past_the_limit_are_refused_at_once_and_healthz_stays_prompt(
         query.stop()
         embedder.stop()
     assert healthz.status_code == 200
-    assert healthz_seconds < 1.0, f"/healthz took {healthz_seconds:.2f}s under load"
+    # The admitted searches sit in the embedder's 3 s batching window: a /healthz that queued
+    # behind them would take 3 s or more. Answering from the watcher's state, it takes a
+    # fraction of that even on a loaded 2-core machine (0.06 s idle, 1.6 s measured under a
+    # load average of 10), so the bound is the window, with room.
+    assert healthz_seconds < 2.5, f"/healthz took {healthz_seconds:.2f}s under load"
     codes = sorted(code for code, _ in outcomes)
     assert set(codes) <= {200, 429}, codes
     refused = [seconds for code, seconds in outcomes if code == 429]
