@@ -14,7 +14,9 @@ from aiohttp import web
 from fashionrag.errors import FashionragError, InvalidArgument, NotFound, json_body
 from fashionrag.fashionpedia import CATEGORIES
 from query_service.http_doors import install_doors
+from query_service.http_metrics import install_metrics
 from query_service.json_contract import outcome_dict
+from query_service.metrics import QueryMetrics
 from query_service.search import SearchCore
 from query_service.search_types import SearchQuery
 
@@ -144,11 +146,15 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=STATIC_FILES[name])
 
 
-def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
+def make_app(
+    core: SearchCore, *, auth_token: str = "", metrics: QueryMetrics | None = None
+) -> web.Application:
     """The HTTP application over one SearchCore; with `auth_token`, the API and the images ask
-    for it (query_service.http_doors)."""
+    for it (query_service.http_doors); with `metrics`, every request is counted there."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
     install_doors(app, auth_token)
+    if metrics is not None:
+        install_metrics(app, metrics)
     app[CORE] = core
     app.router.add_get("/", gallery)
     app.router.add_get("/static/{name}", static_file)
@@ -161,10 +167,15 @@ def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
 
 
 async def start_http(
-    core: SearchCore, host: str, port: int, *, auth_token: str = ""
+    core: SearchCore,
+    host: str,
+    port: int,
+    *,
+    auth_token: str = "",
+    metrics: QueryMetrics | None = None,
 ) -> web.AppRunner:
     """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
-    runner = web.AppRunner(make_app(core, auth_token=auth_token), access_log=None)
+    runner = web.AppRunner(make_app(core, auth_token=auth_token, metrics=metrics), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 import grpc
-from prometheus_client import CollectorRegistry
 
 from embedder_service.client import EmbedderClient
 from fashionrag.collection_store import CollectionReader
-from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
+from fashionrag.grpc_metrics import ObservabilityInterceptor
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.http import start_http
+from query_service.metrics import CHROMADB, MeasuredEmbedder, QueryMetrics
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
 from query_service.settings import QuerySettings
@@ -28,16 +28,20 @@ async def serve(settings: QuerySettings) -> None:
     embedder = EmbedderClient(
         settings.embedder, timeout=settings.embed_timeout, security=settings.embedder_security()
     )
-    texts = TextVectorCache(embedder.embed_text, settings.cache_size)
+    metrics = QueryMetrics()
+    measured = MeasuredEmbedder(embedder, metrics)
+    texts = TextVectorCache(measured.embed_text, settings.cache_size, metrics)
     collection = CollectionReader(
         settings.chroma,
         settings.collection,
-        model_info=lambda: embedder.model_info(refresh=True),
+        model_info=lambda: measured.model_info(refresh=True),
         # Each (re)open checks the embedder's model again; vectors of an older one must go.
         on_open=texts.clear,
+        measure=lambda operation: metrics.backend_call(CHROMADB, operation),
     )
-    core = SearchCore(embedder, collection, texts, auto_category=settings.auto_category == "on")
-    metrics = RpcMetrics("fashionrag_query", CollectorRegistry())
+    core = SearchCore(
+        measured, collection, texts, auto_category=settings.auto_category == "on", metrics=metrics
+    )
     if settings.metrics_port:
         metrics.serve(settings.host, settings.metrics_port)
 
@@ -56,7 +60,7 @@ async def serve(settings: QuerySettings) -> None:
     )
     token = settings.auth_token.get_secret_value()
     http = (
-        await start_http(core, settings.host, settings.http_port, auth_token=token)
+        await start_http(core, settings.host, settings.http_port, auth_token=token, metrics=metrics)
         if settings.http_port
         else None
     )
