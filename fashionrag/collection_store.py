@@ -4,8 +4,10 @@ ChromaDB node (distributed ChromaDB) changes this module alone."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -207,6 +209,8 @@ class CollectionReader:
         name: the index's name.
         model_info: asks the embedder which model it runs (called at each (re)open).
         on_open: called after each (re)open, e.g. to drop vectors cached for an older model.
+        measure: wraps each call to ChromaDB, given its operation ("open", "count", "query",
+            "get", "heartbeat"), e.g. to time it.
     """
 
     def __init__(
@@ -215,11 +219,15 @@ class CollectionReader:
         name: str,
         model_info: Callable[[], ModelInfo],
         on_open: Callable[[], None] = lambda: None,
+        measure: Callable[[str], AbstractContextManager[object]] = (
+            lambda operation: contextlib.nullcontext()
+        ),
     ) -> None:
         self.chroma_url = chroma_url
         self.name = name
         self._model_info = model_info
         self._on_open = on_open
+        self._measure = measure
         self._client: Any = None
         self._collections: Collections | None = None
         self._garment_count = 0
@@ -342,7 +350,8 @@ class CollectionReader:
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
-            return call()
+            with self._measure(what):
+                return call()
         except FashionragError:
             raise
         except Exception as exc:

@@ -21,7 +21,9 @@ from fashionrag.fashionpedia import CATEGORIES
 from query_service.admission import SearchGate
 from query_service.backends import BackendWatcher
 from query_service.http_doors import install_doors
+from query_service.http_metrics import install_metrics
 from query_service.json_contract import outcome_dict
+from query_service.metrics import QueryMetrics
 from query_service.search import SearchCore
 from query_service.search_types import SearchQuery
 
@@ -162,13 +164,20 @@ async def static_file(request: web.Request) -> web.Response:
 
 
 def make_app(
-    core: SearchCore, gate: SearchGate, backends: BackendWatcher, *, auth_token: str = ""
+    core: SearchCore,
+    gate: SearchGate,
+    backends: BackendWatcher,
+    *,
+    auth_token: str = "",
+    metrics: QueryMetrics | None = None,
 ) -> web.Application:
     """The HTTP application over one SearchCore, its searches admitted by `gate`, its health
     from `backends`; with `auth_token`, the API and the images ask for it
-    (query_service.http_doors)."""
+    (query_service.http_doors); with `metrics`, every request is counted there."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
     install_doors(app, auth_token)
+    if metrics is not None:
+        install_metrics(app, metrics)
     app[CORE] = core
     app[GATE] = gate
     app[BACKENDS] = backends
@@ -196,9 +205,11 @@ async def start_http(
     port: int,
     *,
     auth_token: str = "",
+    metrics: QueryMetrics | None = None,
 ) -> web.AppRunner:
     """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
-    runner = web.AppRunner(make_app(core, gate, backends, auth_token=auth_token), access_log=None)
+    app = make_app(core, gate, backends, auth_token=auth_token, metrics=metrics)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)

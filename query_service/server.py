@@ -7,12 +7,11 @@ import contextlib
 import logging
 
 import grpc
-from prometheus_client import CollectorRegistry
 
 from embedder_service.client import EmbedderClient
 from fashionrag.collection_store import CollectionReader
 from fashionrag.grpc_client import FAIL_FAST
-from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
+from fashionrag.grpc_metrics import ObservabilityInterceptor
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.admission import SearchGate
@@ -23,6 +22,7 @@ from query_service.backends import (
     BackendWatcher,
 )
 from query_service.http import start_http
+from query_service.metrics import CHROMADB, MeasuredEmbedder, QueryMetrics
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
 from query_service.settings import QuerySettings
@@ -43,17 +43,21 @@ async def serve(settings: QuerySettings) -> None:
         policy=FAIL_FAST,
         security=settings.embedder_security(),
     )
-    texts = TextVectorCache(embedder.embed_text, settings.cache_size)
+    metrics = QueryMetrics()
+    measured = MeasuredEmbedder(embedder, metrics)
+    texts = TextVectorCache(measured.embed_text, settings.cache_size, metrics)
     collection = CollectionReader(
         settings.chroma,
         settings.collection,
-        model_info=lambda: embedder.model_info(refresh=True),
+        model_info=lambda: measured.model_info(refresh=True),
         # Each (re)open checks the embedder's model again; vectors of an older one must go.
         on_open=texts.clear,
+        measure=lambda operation: metrics.backend_call(CHROMADB, operation),
     )
-    core = SearchCore(embedder, collection, texts, auto_category=settings.auto_category == "on")
+    core = SearchCore(
+        measured, collection, texts, auto_category=settings.auto_category == "on", metrics=metrics
+    )
     gate = SearchGate(settings.max_searches)
-    metrics = RpcMetrics("fashionrag_query", CollectorRegistry())
     if settings.metrics_port:
         metrics.serve(settings.host, settings.metrics_port)
 
@@ -87,7 +91,13 @@ async def serve(settings: QuerySettings) -> None:
     try:
         if settings.http_port:
             http = await start_http(
-                core, gate, backends, settings.host, settings.http_port, auth_token=token
+                core,
+                gate,
+                backends,
+                settings.host,
+                settings.http_port,
+                auth_token=token,
+                metrics=metrics,
             )
         await service.run()
     finally:

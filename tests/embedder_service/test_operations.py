@@ -3,7 +3,6 @@ metrics, request ids, health while loading, and draining on SIGTERM."""
 
 from __future__ import annotations
 
-import re
 import signal
 import sys
 import time
@@ -12,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack import servers
+from devstack.metrics import MetricsPage
 from devstack.ports import free_port
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
 from tests.rich_status import details
@@ -31,16 +30,13 @@ class Tuned:
         self.stub = embedder_pb2_grpc.EmbedderServiceStub(grpc.insecure_channel(server.address))
 
     def metric(self, name: str, **labels: str) -> float:
-        """The value of one sample on the metrics page (0 when absent)."""
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in httpx.get(self.metrics_url, timeout=5).text.splitlines():
-            match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-            if not match or match.group(1) != name:
-                continue
-            got = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-            if got == want:
-                return float(match.group(3))
-        return 0.0
+        """The value of one series on the metrics page, which must be there."""
+        return MetricsPage.fetch(self.metrics_url).require(name, **labels)
+
+    def metric_or_zero(self, name: str, **labels: str) -> float:
+        """The value of a labelled series before the first time it can have been counted: 0
+        while absent (it is born on its first count)."""
+        return MetricsPage.fetch(self.metrics_url).value(name, **labels) or 0.0
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +63,8 @@ def texts(*items: str) -> embedder_pb2.EmbedTextsRequest:
 
 
 def test_concurrent_callers_share_forward_passes(tuned: Tuned) -> None:
-    batches_before = tuned.metric("fashionrag_embedder_batch_size_count", kind="texts")
-    items_before = tuned.metric("fashionrag_embedder_batch_size_sum", kind="texts")
+    batches_before = tuned.metric_or_zero("fashionrag_embedder_batch_size_count", kind="texts")
+    items_before = tuned.metric_or_zero("fashionrag_embedder_batch_size_sum", kind="texts")
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(lambda i: tuned.stub.EmbedTexts(texts(f"text {i}")), range(6)))
     assert all(len(r.results) == 1 for r in results)
@@ -109,6 +105,7 @@ def test_full_queue_is_resource_exhausted_at_once(tuned: Tuned) -> None:
 
 
 def test_caller_past_its_deadline_costs_no_model_work(tuned: Tuned) -> None:
+    tuned.stub.EmbedTexts(texts("on time"))  # the series exists, so "unchanged" means something
     before = tuned.metric("fashionrag_embedder_items_total", kind="texts")
     with pytest.raises(grpc.RpcError) as info:
         tuned.stub.EmbedTexts(texts("too late"), timeout=0.1)
@@ -118,10 +115,11 @@ def test_caller_past_its_deadline_costs_no_model_work(tuned: Tuned) -> None:
 
 
 def test_metrics_count_requests_by_method_and_code(tuned: Tuned) -> None:
-    ok = tuned.metric("fashionrag_embedder_requests_total", method="EmbedTexts", code="OK")
-    bad = tuned.metric(
+    ok = tuned.metric_or_zero("fashionrag_embedder_requests_total", method="EmbedTexts", code="OK")
+    bad = tuned.metric_or_zero(
         "fashionrag_embedder_requests_total", method="EmbedTexts", code="INVALID_ARGUMENT"
     )
+    seconds = tuned.metric_or_zero("fashionrag_embedder_request_seconds_count", method="EmbedTexts")
     tuned.stub.EmbedTexts(texts("fine"))
     with pytest.raises(grpc.RpcError):
         tuned.stub.EmbedTexts(texts(""))
@@ -134,12 +132,24 @@ def test_metrics_count_requests_by_method_and_code(tuned: Tuned) -> None:
         )
         == bad + 1
     )
-    assert tuned.metric("fashionrag_embedder_request_seconds_count", method="EmbedTexts") > 0
+    assert (
+        tuned.metric("fashionrag_embedder_request_seconds_count", method="EmbedTexts")
+        == seconds + 2
+    )
     assert tuned.metric("fashionrag_embedder_queue_depth", kind="texts") == 0
 
 
+def test_queue_wait_is_observed_once_per_request(tuned: Tuned) -> None:
+    waits = tuned.metric_or_zero("fashionrag_embedder_queue_wait_seconds_count", kind="texts")
+    waited = tuned.metric_or_zero("fashionrag_embedder_queue_wait_seconds_sum", kind="texts")
+    tuned.stub.EmbedTexts(texts("one", "request", "of three"))
+    assert tuned.metric("fashionrag_embedder_queue_wait_seconds_count", kind="texts") == waits + 1
+    # Alone in its batching window (300 ms), the request waited it out.
+    assert tuned.metric("fashionrag_embedder_queue_wait_seconds_sum", kind="texts") - waited >= 0.2
+
+
 def test_item_errors_are_counted(tuned: Tuned) -> None:
-    before = tuned.metric("fashionrag_embedder_item_errors_total", kind="images")
+    before = tuned.metric_or_zero("fashionrag_embedder_item_errors_total", kind="images")
     tuned.stub.EmbedImages(
         embedder_pb2.EmbedImagesRequest(images=[embedder_pb2.ImageInput(id="x", data=b"junk")])
     )

@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from devstack import servers
+from devstack.metrics import MetricsPage
 from devstack.ports import free_port
 from fashionrag.collection_store import connect
 from fashionrag.errors import (
@@ -373,8 +374,6 @@ def test_chroma_down_is_unavailable_and_the_service_recovers(
 
 
 def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_dir: Path) -> None:
-    import httpx
-
     metrics_port = free_port()
     embedder = servers.start_embedder(
         logs_dir / "embedder-cache.log", "--metrics-port", str(metrics_port)
@@ -384,13 +383,8 @@ def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_d
     )
 
     def embed_calls() -> float:
-        page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in page.splitlines()
-            if line.startswith("fashionrag_embedder_requests_total{")
-            and 'method="EmbedTexts"' in line
-        )
+        page = MetricsPage.fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+        return page.require("fashionrag_embedder_requests_total", method="EmbedTexts")
 
     try:
         with QueryClient(query.address) as client:
@@ -409,8 +403,6 @@ def test_repeated_text_skips_the_embedder(indexed: Path, chroma_url: str, logs_d
 def test_callers_deadline_reaches_the_embedder(
     indexed: Path, chroma_url: str, logs_dir: Path
 ) -> None:
-    import httpx
-
     metrics_port = free_port()
     # A long batching window makes every embed call slower than the caller's deadline.
     embedder = servers.start_embedder(
@@ -425,16 +417,8 @@ def test_callers_deadline_reaches_the_embedder(
     )
 
     def embedded_texts() -> float:
-        page = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-        line = next(
-            (
-                x
-                for x in page.splitlines()
-                if x.startswith('fashionrag_embedder_items_total{kind="texts"}')
-            ),
-            "x 0",
-        )
-        return float(line.rsplit(" ", 1)[1])
+        page = MetricsPage.fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+        return page.require("fashionrag_embedder_items_total", kind="texts")
 
     try:
         with QueryClient(query.address) as client:
