@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from devstack import servers
 from devstack.metrics import MetricsPage
 from devstack.ports import free_port
+from embedder_service.client import EmbedderClient
 from fashionrag.collection_store import connect
 from fashionrag.errors import (
     DeadlineExceeded,
@@ -81,11 +83,23 @@ def test_text_results_are_ordered_with_existing_files(client: QueryClient) -> No
     # the wire's score field is tested in test_conversions.py.
 
 
-def test_distances_match_the_collection(client: QueryClient, chroma_url: str) -> None:
-    outcome = client.text("a long blue one", top_k=DATASET_ROWS)
+def test_distances_are_one_minus_the_dot_product_with_the_stored_vectors(
+    client: QueryClient, embedder: servers.Server, chroma_url: str
+) -> None:
+    text = "a long blue one"
+    outcome = client.text(text, top_k=DATASET_ROWS)
+    assert outcome.grain == "photo"
     assert len(outcome.hits) == DATASET_ROWS - 1  # everything but the corrupt image
     assert len({hit.record.id for hit in outcome.hits}) == len(outcome.hits)
-    assert connect(chroma_url).get_collection(COLLECTION).count() == len(outcome.hits)
+    photos = connect(chroma_url).get_collection(COLLECTION)
+    assert photos.count() == len(outcome.hits)
+    stored = photos.get(ids=[hit.record.id for hit in outcome.hits], include=["embeddings"])
+    vectors = dict(zip(stored["ids"], np.asarray(stored["embeddings"]), strict=True))
+    with EmbedderClient(embedder.address) as embed:
+        query = embed.embed_text(text)
+    for hit in outcome.hits:
+        expected = max(0.0, 1.0 - float(np.dot(query, vectors[hit.record.id])))
+        assert abs(hit.distance - expected) < 1e-4, hit.record.id
 
 
 def test_category_filter_keeps_only_matching_images(client: QueryClient, chroma_url: str) -> None:
