@@ -1,19 +1,22 @@
 """The query service's HTTP side (same process as gRPC): the JSON API, the indexed images, and the
-gallery page. Every route goes through SearchCore; errors map to HTTP codes in one middleware."""
+gallery page. Every route goes through SearchCore; every error is JSON (query_service.http_errors),
+uploads are read within limits (query_service.http_uploads), and /images serves only the files
+inside the images directory (query_service.image_files)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 
 from aiohttp import web
 
-from fashionrag.errors import FashionragError, InvalidArgument, NotFound, json_body
+from fashionrag.errors import FashionragError, InvalidArgument, NotFound
 from fashionrag.fashionpedia import CATEGORIES
 from query_service.http_doors import install_doors
+from query_service.http_errors import JsonErrorRunner, errors_to_json
+from query_service.http_uploads import UploadReader
+from query_service.image_files import ImageFiles
 from query_service.json_contract import outcome_dict
 from query_service.search import SearchCore
 from query_service.search_types import SearchQuery
@@ -21,18 +24,10 @@ from query_service.search_types import SearchQuery
 log = logging.getLogger(__name__)
 
 CORE: web.AppKey[SearchCore] = web.AppKey("core", SearchCore)
+IMAGES: web.AppKey[ImageFiles] = web.AppKey("images", ImageFiles)
+UPLOADS: web.AppKey[UploadReader] = web.AppKey("uploads", UploadReader)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Domain errors become their HTTP code with a JSON body saying what was wrong: `error`,
-    `code`, and as in gRPC's details `reason`, `field_violations` and `metadata`."""
-    try:
-        return await handler(request)
-    except FashionragError as exc:
-        return web.json_response(json_body(exc), status=exc.http_status)
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 def _int(value: str | None, name: str, field: str) -> int | None:
@@ -77,8 +72,9 @@ async def search_image(request: web.Request) -> web.Response:
     k = request.query.get("k")
     categories = request.query.getall("category", [])
     colours = request.query.getall("colour", [])
+    uploads = request.app[UPLOADS]
     if request.content_type.startswith("multipart/"):
-        form = await request.post()
+        form = await uploads.form(request)
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
             raise InvalidArgument(
@@ -89,7 +85,7 @@ async def search_image(request: web.Request) -> web.Response:
         categories = [str(c) for c in form.getall("category", [])] or categories
         colours = [str(c) for c in form.getall("colour", [])] or colours
     else:
-        data = await request.read()
+        data = await uploads.body(request)
     query = SearchQuery(
         image=data, top_k=_int(k, "k", "top_k"), categories=categories, colours=colours
     )
@@ -98,11 +94,10 @@ async def search_image(request: web.Request) -> web.Response:
 
 
 async def image(request: web.Request) -> web.FileResponse:
-    """GET /images/<id>: the saved file of an indexed image, found by its record id only."""
+    """GET /images/<id>: the saved file of an indexed image, found by its record id only, served
+    only when it is a regular file inside the images directory."""
     record = await asyncio.to_thread(request.app[CORE].record, request.match_info["id"])
-    path = Path(record.path)
-    if not path.is_file():
-        raise NotFound(f"image {record.id} is indexed but its file {path} is missing")
+    path = await asyncio.to_thread(request.app[IMAGES].find, record.id, record.path)
     return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
@@ -144,12 +139,21 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=STATIC_FILES[name])
 
 
-def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
-    """The HTTP application over one SearchCore; with `auth_token`, the API and the images ask
-    for it (query_service.http_doors)."""
+def make_app(
+    core: SearchCore,
+    images: ImageFiles,
+    *,
+    auth_token: str = "",
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> web.Application:
+    """The HTTP application over one SearchCore, serving the files of `images`; with
+    `auth_token`, the API and the images ask for it (query_service.http_doors); an upload must
+    arrive within `body_timeout` seconds."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
     install_doors(app, auth_token)
     app[CORE] = core
+    app[IMAGES] = images
+    app[UPLOADS] = UploadReader(MAX_UPLOAD_BYTES, body_timeout)
     app.router.add_get("/", gallery)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/api/search", search_text)
@@ -161,10 +165,17 @@ def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
 
 
 async def start_http(
-    core: SearchCore, host: str, port: int, *, auth_token: str = ""
+    core: SearchCore,
+    images: ImageFiles,
+    host: str,
+    port: int,
+    *,
+    auth_token: str = "",
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> web.AppRunner:
     """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
-    runner = web.AppRunner(make_app(core, auth_token=auth_token), access_log=None)
+    app = make_app(core, images, auth_token=auth_token, body_timeout=body_timeout)
+    runner = JsonErrorRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)

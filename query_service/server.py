@@ -13,6 +13,7 @@ from fashionrag.grpc_metrics import ObservabilityInterceptor, RpcMetrics
 from fashionrag.grpc_server import GrpcService
 from fashionrag.v1 import query_pb2, query_pb2_grpc
 from query_service.http import start_http
+from query_service.image_files import ImageFiles
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
 from query_service.settings import QuerySettings
@@ -56,7 +57,14 @@ async def serve(settings: QuerySettings) -> None:
     )
     token = settings.auth_token.get_secret_value()
     http = (
-        await start_http(core, settings.host, settings.http_port, auth_token=token)
+        await start_http(
+            core,
+            ImageFiles(settings.images_dir),
+            settings.host,
+            settings.http_port,
+            auth_token=token,
+            body_timeout=settings.http_body_timeout,
+        )
         if settings.http_port
         else None
     )
