@@ -22,6 +22,8 @@ class ImageFiles:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            log.warning("images directory %s does not exist (yet): /images answers 404", self.root)
 
     def find(self, record_id: str, path: str) -> Path:
         """The real path of record `record_id`'s file `path` (a relative one is taken inside
