@@ -122,6 +122,15 @@ class Server:
         self.stop()
 
 
+def resident_mb(server: Server) -> float:
+    """The server process's resident memory (VmRSS), in MB."""
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {server.name} (pid {server.process.pid})")
+
+
 def wait_grpc_serving(
     server: Server, service: str = "", timeout: float = 120.0, security: ClientSecurity = PLAINTEXT
 ) -> None:

@@ -59,7 +59,9 @@ class EmbedderSettings(ModelSettings, ServerSettings):
         1024, ge=1, description="most items waiting per kind; past it RESOURCE_EXHAUSTED"
     )
     jpeg_draft: bool = Field(
-        True, description="decode JPEGs at a reduced scale that still covers the model's input"
+        True,
+        description="decode large images at a reduced size that still covers the model's input "
+        "(JPEGs at 1/2 to 1/8 scale while decoding, other formats shrunk right after)",
     )
     gpu_decode: bool = Field(
         False, description="decode JPEGs with torchvision on the model's device (CUDA)"
@@ -70,11 +72,30 @@ class EmbedderSettings(ModelSettings, ServerSettings):
         description="longest text accepted, in characters (tokens past the "
         "model's context are cut anyway)",
     )
+    # 25 Mpx covers a 24 Mpx camera (6000x4000) and a 12 Mpx phone (4032x3024); Fashionpedia's
+    # photos are at most a few Mpx. Half the old 50 Mpx halves what one image may cost: a PNG
+    # (no reduced decoding) of 25 Mpx is 100 MB of pixels and about a second of a core.
     max_image_pixels: int = Field(
-        50_000_000, ge=1, description="largest decoded image accepted (decompression-bomb guard)"
+        25_000_000,
+        ge=1,
+        description="largest image accepted, width x height (a bound on one image's memory and "
+        "time, and a decompression-bomb guard)",
     )
     decode_workers: int = Field(
         0, ge=0, description="threads that decode and preprocess images (0: one per core)"
+    )
+    decode_pixel_budget: int = Field(
+        0,
+        ge=0,
+        description="most pixels being decoded at once, summed over images; a larger image "
+        "waits for the others, then runs alone (0: --max-image-pixels)",
+    )
+    decode_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much lower the decode threads' CPU priority is than the model "
+        "thread's (Linux nice), so texts keep their latency under image load; 0: the same",
     )
     grace_seconds: float = Field(
         10.0, ge=0, description="drain time for calls in flight on SIGTERM"
