@@ -22,6 +22,7 @@ from query_service.backends import (
     BackendWatcher,
 )
 from query_service.http import start_http
+from query_service.image_files import ImageFiles
 from query_service.metrics import CHROMADB, MeasuredEmbedder, QueryMetrics
 from query_service.search import SearchCore
 from query_service.servicer import QueryServicer
@@ -94,10 +95,12 @@ async def serve(settings: QuerySettings) -> None:
                 core,
                 gate,
                 backends,
+                ImageFiles(settings.images_dir),
                 settings.host,
                 settings.http_port,
                 auth_token=token,
                 metrics=metrics,
+                body_timeout=settings.http_body_timeout,
             )
         await service.run()
     finally:

@@ -234,9 +234,12 @@ def test_the_images_volume_is_shared_by_the_indexer_and_the_query_service(overla
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     indexer = find(objects, "Job", "indexer")
     written = mount(indexer, "images")
-    read = mount(find(objects, "Deployment", "query"), "images")
-    # The records carry the indexer's paths, which the query service serves back.
+    query = find(objects, "Deployment", "query")
+    read = mount(query, "images")
+    # The records carry the indexer's paths, which the query service serves back, and only
+    # from inside its own images directory.
     assert written["mountPath"] == read["mountPath"] == env(indexer)["FASHIONRAG_IMAGES_DIR"]
+    assert env(query)["FASHIONRAG_IMAGES_DIR"] == read["mountPath"]
     assert not written.get("readOnly", False)
     assert read.get("readOnly") is True
 
