@@ -197,6 +197,18 @@ class Lookup:
         where = clauses[0] if len(clauses) == 1 else {"$or": clauses}
         return {"$and": [{"kind": "garment"}, where]} if kind else where
 
+    def where_compound(self) -> dict[str, Any]:
+        """The same filter on the compound keys `garment` ("<category>/<colour>") and `garment2`
+        (with the secondary colour): one small equality or $in instead of an $and of two."""
+        primary = [compound(w.category, w.colour) for w in self.wants]
+        secondary = [compound(w.category, w.colour) for w in self.wants if w.secondary]
+
+        def one_of(key: str, values: list[str]) -> dict[str, Any]:
+            return {key: values[0]} if len(values) == 1 else {key: {"$in": values}}
+
+        where = one_of("garment", primary)
+        return {"$or": [where, one_of("garment2", secondary)]} if secondary else where
+
     def accepts(self, meta: dict[str, Any]) -> bool:
         """The same filter applied client-side to a result's metadata."""
         return any(
@@ -224,6 +236,10 @@ LOOKUPS = (
     Lookup("red tops, primary or secondary colour", (Want(TOP, "red", secondary=True),)),
     Lookup("red tops and blue jeans", (Want(TOP, "red"), Want("pants", "blue"))),
 )
+
+
+def compound(category: str, colour: str) -> str:
+    return f"{category}/{colour}"
 
 
 def best_photos(ids: Sequence[str], distances: Sequence[float], k: int) -> list[str]:
@@ -383,6 +399,12 @@ def layouts(client: Any, overfetch: Sequence[int], efs: Sequence[int]) -> list[L
             "(b) separate collections",
             "garments alone, where category+colour, M=16 ef_search=100",
             separate(garments),
+            default_ef,
+        ),
+        Layout(
+            "(f) compound key",
+            "garments alone, where garment=<category>/<colour> (garment2 for the secondary)",
+            lambda lookup, v: to_photos(lambda n: query(garments, v, n, lookup.where_compound())),
             default_ef,
         ),
         Layout(
@@ -556,6 +578,29 @@ def load(client: Any, data: Data, seed: int, done: Path) -> dict[str, float]:
         ),
         ["garments_m32"],
     )
+
+    def compound_keys() -> None:
+        # Metadata only: an update merges these keys into the garment records, the vectors stay.
+        garments = client.get_collection("garments")
+        step = min(5000, client.get_max_batch_size())
+        for start in range(0, len(gids), step):
+            rows = range(start, min(start + step, len(gids)))
+            garments.update(
+                ids=gids[start : rows.stop],
+                metadatas=[
+                    {
+                        "garment": compound(gmeta[i]["category"], gmeta[i]["colour"]),
+                        **(
+                            {"garment2": compound(gmeta[i]["category"], gmeta[i]["colour2"])}
+                            if "colour2" in gmeta[i]
+                            else {}
+                        ),
+                    }
+                    for i in rows
+                ],
+            )
+
+    group("compound keys on garments", compound_keys, [])
     return seconds
 
 
