@@ -761,6 +761,13 @@ def main() -> None:
             for layout in dict((r.layout.name, r.layout) for r in rows).values()
         )
         + ".",
+        "- All layouts share one `chroma run` data directory, hence one SQLite metadata table "
+        "whose index is (key, value) across every collection: a `where` clause reads every "
+        "row of the database with that key and value, then keeps its collection's. So "
+        "category and colour clauses here read the garments of all four garment layouts "
+        "(garments, one, garments_m32, per category), about 4x what a store holding one "
+        "layout would read; the compound key `garment` lives only in `garments` and the "
+        "over-fetch filters client-side, so those two are not inflated.",
         "- Loading (seconds, once per sizes and seed, cached in "
         f"{home}): " + ", ".join(f"{k} {v:.0f}" for k, v in loaded.items()) + ".",
         (
