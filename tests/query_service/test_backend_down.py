@@ -90,7 +90,7 @@ def search(query: servers.Server, text: str, timeout: float = 60) -> httpx.Respo
 def embedder_killed(indexed: Path, chroma_url: str, logs_dir: Path) -> Iterator[Stack]:
     """A query service whose embedder was killed before its first search: the collection was
     never opened, the query service had only watched the embedder's health."""
-    stack = start_stack(logs_dir, chroma_url, "killed")
+    stack = start_stack(logs_dir, chroma_url, "killed", "--images-dir", str(indexed))
     stack.embedder.stop(signal.SIGKILL)
     try:
         yield stack
