@@ -87,6 +87,11 @@ bench: setup
 	$(PY) -m benchmarks.bench_embedder
 	$(PY) -m benchmarks.bench_indexer
 	$(PY) -m benchmarks.bench_query
+	$(PY) -m benchmarks.bench_regions
+	$(PY) -m benchmarks.bench_colour
+	# Filtered garment lookups at 250,000 garments: the first run loads them into
+	# /tmp/lookup-bench (about 35 minutes on 2 busy cores); later runs only measure.
+	$(PY) -m benchmarks.bench_lookup
 	@echo "results: bench_results/*.md"
 
 # Against running services (make demo): precision@10 per category, and colour-and-garment
