@@ -221,6 +221,17 @@ def garment_filter(terms: Sequence[tuple[str, Sequence[str]]]) -> dict[str, Any]
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
+def garment_matches(terms: Sequence[tuple[str, Sequence[str]]], meta: Mapping[str, Any]) -> bool:
+    """Whether garment_filter(terms) keeps a garment record of this metadata: the same
+    predicate on the same keys, for filtering garments in the client. No term keeps nothing."""
+    keys = {meta.get(KEY_GARMENT), meta.get(KEY_GARMENT2)}
+    category = meta.get(KEY_CATEGORY)
+    return any(
+        c == category if not colours else any(garment_key(c, x) in keys for x in colours)
+        for c, colours in terms
+    )
+
+
 def model_metadata(model: ModelInfo) -> dict[str, Any]:
     """The collection metadata that records which model made its vectors."""
     meta: dict[str, Any] = {_MODEL_KEYS[k]: v for k, v in model.identity().items()}

@@ -75,13 +75,17 @@ class SearchPlan:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
+    def garment_terms(self) -> list[list[tuple[str, Sequence[str]]]]:
+        """Each garment filter as (category, colours) terms (fashionrag.collection's
+        garment_filter), a filter over every garment spelled out per category."""
+        return [
+            [(c, f.colours) for c in (GARMENTS if f.category == ANY_GARMENT else (f.category,))]
+            for f in self.garment_filters
+        ]
+
     def garment_where(self) -> dict[str, Any] | None:
-        """The garment records' filter (a term over every garment spelled out per category)."""
-        terms: list[tuple[str, Sequence[str]]] = []
-        for f in self.garment_filters:
-            categories = GARMENTS if f.category == ANY_GARMENT else (f.category,)
-            terms += [(category, f.colours) for category in categories]
-        return garment_filter(terms)
+        """The garment records' filter: any of the garment filters."""
+        return garment_filter([term for terms in self.garment_terms() for term in terms])
 
 
 def _merge(terms: Sequence[tuple[str, Sequence[str]]]) -> tuple[GarmentFilter, ...]:

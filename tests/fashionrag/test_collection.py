@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -136,6 +137,50 @@ def test_garment_filter_keeps_category_and_colour_pairs() -> None:
             {"category": {"$in": ["shoe"]}},
         ]
     }
+
+
+def _kept(where: dict[str, Any] | None, meta: dict[str, Any]) -> bool:
+    """ChromaDB's reading of a garment filter ($or of $in clauses)."""
+    if where is None:
+        return False  # garment_matches: no term keeps nothing
+    if "$or" in where:
+        return any(_kept(clause, meta) for clause in where["$or"])
+    ((key, condition),) = where.items()
+    return meta.get(key) in condition["$in"]
+
+
+def test_garment_matches_keeps_what_garment_filter_keeps() -> None:
+    def record(category: str, colour: str, colour2: str = "") -> dict[str, Any]:
+        return collection.GarmentRecord(
+            "r", "p", 1, "train", category, (0, 0, 1, 1), 0.1, colour, colour2
+        ).metadata()
+
+    records = [
+        record("skirt", "red"),
+        record("skirt", "white", "red"),  # red as the secondary colour
+        record("skirt", "blue"),
+        record("pants", "navy"),
+        record("pants", "red"),
+        record("shoe", "black", "white"),
+    ]
+    term_lists: list[list[tuple[str, list[str]]]] = [
+        [],
+        [("skirt", [])],
+        [("skirt", ["red"])],
+        [("skirt", ["red"]), ("pants", ["blue", "navy"])],
+        [("skirt", ["red"]), ("shoe", [])],
+        [("pants", ["white"]), ("shoe", ["white"])],
+    ]
+    for terms in term_lists:
+        where = collection.garment_filter(terms)
+        assert [collection.garment_matches(terms, m) for m in records] == [
+            _kept(where, m) for m in records
+        ], terms
+    assert [collection.garment_matches([("skirt", ["red"])], m) for m in records[:3]] == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_a_collection_of_the_old_layout_is_refused_naming_the_way_out() -> None:

@@ -15,12 +15,13 @@ from fashionrag.collection import (
     KEY_PATH,
     KEY_SPLIT,
     GarmentRecord,
+    garment_filter,
     garment_record_id,
 )
 from fashionrag.errors import InvalidArgument, NotFound, Unavailable
 from fashionrag.fashionpedia import GARMENTS
 from fashionrag.model_info import ModelInfo
-from query_service.search import SearchCore
+from query_service.search import OVERFETCH, SearchCore
 from query_service.search_types import GarmentFilter, SearchQuery
 from query_service.text_cache import TextVectorCache
 
@@ -166,6 +167,18 @@ GARMENT_ROWS = [
     garment(4, 1, "dress", "black", 0.15),
     garment(9, 1, TOPS, "red", 0.01),  # train-9 has no photo record yet: still being indexed
 ]
+
+
+# Umbrellas nearer than every garment above and in no test's terms (nor with photo records): the
+# unfiltered over-fetch then finds no match, and the filtered queries answer.
+FILLER = [
+    garment(1000 + i, 1, "umbrella", "purple", 0.001 * i / OVERFETCH) for i in range(OVERFETCH)
+]
+
+
+def crowded(*garment_rows: Row, photos: Sequence[Row] = PHOTOS) -> FakeCollection:
+    """A collection whose over-fetch holds only FILLER."""
+    return FakeCollection(list(photos), [*FILLER, *garment_rows])
 
 
 @pytest.fixture()
@@ -343,11 +356,11 @@ def test_red_tops_and_blue_jeans_match_either_and_rank_by_the_best(
 def test_more_garments_are_fetched_while_too_few_distinct_photos_came_back(
     embedder: FakeEmbedder,
 ) -> None:
-    crowd = [garment(5, i, TOPS, "red", 0.001 * i) for i in range(1, 61)]
-    collection = FakeCollection([*PHOTOS, ("train-5", meta(5, TOPS), 0.9)], [*crowd, *GARMENT_ROWS])
+    crowd = [garment(5, i, TOPS, "red", 0.01 + 0.001 * i) for i in range(1, 61)]
+    collection = crowded(*crowd, *GARMENT_ROWS, photos=[*PHOTOS, ("train-5", meta(5, TOPS), 0.9)])
     core = SearchCore(embedder, collection, TextVectorCache(embedder.embed_text, 8))
     outcome = core.search(SearchQuery(text="red tops", top_k=2))
-    assert collection.garment_sizes == [8, 64]
+    assert collection.garment_sizes == [OVERFETCH, 8, 64]
     assert ids(outcome) == ["train-5", "train-2"]
     assert len(outcome.hits[0].garments) == 60
 
@@ -357,7 +370,11 @@ def test_fetching_stops_when_the_garments_run_out(
 ) -> None:
     outcome = garment_core.search(SearchQuery(text="dresses", top_k=5))
     assert ids(outcome) == ["train-4"]
-    assert garments.garment_sizes == [20]
+    assert garments.garment_sizes == [OVERFETCH]  # fewer came back: that was every garment
+    collection = crowded(*GARMENT_ROWS)
+    core = SearchCore(garment_core.embedder, collection, garment_core.texts)
+    assert ids(core.search(SearchQuery(text="dresses", top_k=5))) == ["train-4"]
+    assert collection.garment_sizes == [OVERFETCH, 20]
 
 
 def test_explicit_categories_and_colours_win_over_the_text(
@@ -375,12 +392,15 @@ def test_explicit_categories_and_colours_win_over_the_text(
 
 
 def test_explicit_colours_without_a_garment_filter_every_garment_category(
-    garment_core: SearchCore, garments: FakeCollection
+    garment_core: SearchCore,
 ) -> None:
-    outcome = garment_core.search(SearchQuery(text="something", colours=["black"]))
+    garments = crowded(*GARMENT_ROWS)
+    core = SearchCore(garment_core.embedder, garments, garment_core.texts)
+    outcome = core.search(SearchQuery(text="something", colours=["black"]))
     assert outcome.garment_filters == [GarmentFilter("", ("black",))]
     assert outcome.applied_categories == []
     assert ids(outcome) == ["train-4", "train-1"]
+    assert len(garments.garment_wheres) == 2  # the over-fetch, then one filtered query
     where = garments.garment_wheres[-1]
     assert where is not None and len(where["$or"][0]["garment"]["$in"]) == len(GARMENTS)
 
@@ -420,8 +440,8 @@ def test_an_image_query_ranks_photo_vectors_even_with_garment_categories(
 
 
 def test_explicit_parts_filter_the_photos_at_garment_grain(embedder: FakeEmbedder) -> None:
-    crowd = [garment(5, i, TOPS, "red", 0.001 * i) for i in range(1, 6)]
-    collection = FakeCollection([*PHOTOS, ("train-5", meta(5, TOPS), 0.9)], [*crowd, *GARMENT_ROWS])
+    crowd = [garment(5, i, TOPS, "red", 0.01 + 0.001 * i) for i in range(1, 6)]
+    collection = crowded(*crowd, *GARMENT_ROWS, photos=[*PHOTOS, ("train-5", meta(5, TOPS), 0.9)])
     core = SearchCore(embedder, collection, TextVectorCache(embedder.embed_text, 8))
     outcome = core.search(
         SearchQuery(text="x", categories=[TOPS, "sleeve"], colours=["red"], top_k=1)
@@ -429,7 +449,8 @@ def test_explicit_parts_filter_the_photos_at_garment_grain(embedder: FakeEmbedde
     assert outcome.grain == "garment"
     assert outcome.applied_categories == [TOPS, "sleeve"]
     assert ids(outcome) == ["train-3"]  # the only photo with a sleeve
-    assert collection.garment_sizes == [4, 32]  # the first 4 garments held no photo with one
+    # Neither the over-fetch nor the first 4 matching garments held a photo with one.
+    assert collection.garment_sizes == [OVERFETCH, 4, 32]
     photo_grain = core.search(SearchQuery(text="red tops", categories=["sleeve"]))
     assert (photo_grain.grain, ids(photo_grain)) == ("photo", ["train-3"])
 
@@ -450,3 +471,56 @@ def test_terms_of_one_category_merge_and_any_colour_wins(garment_core: SearchCor
     assert ids(two) == ["train-3", "train-2", "train-1"]
     plain = garment_core.search(SearchQuery(text="tops and red tops"))
     assert plain.garment_filters == [GarmentFilter(TOPS)]
+
+
+def test_the_unfiltered_over_fetch_answers_when_it_holds_enough_photos(
+    embedder: FakeEmbedder,
+) -> None:
+    far = [garment(1000 + i, 1, "umbrella", "black", 0.9) for i in range(OVERFETCH)]
+    collection = FakeCollection(list(PHOTOS), [*GARMENT_ROWS, *far])
+    core = SearchCore(embedder, collection, TextVectorCache(embedder.embed_text, 8))
+    outcome = core.search(SearchQuery(text="red tops and blue jeans", top_k=3))
+    assert ids(outcome) == ["train-2", "train-1", "train-3"]
+    assert (collection.garment_sizes, collection.garment_wheres) == ([OVERFETCH], [None])
+
+
+def test_too_few_photos_in_the_over_fetch_query_each_term_filtered(
+    embedder: FakeEmbedder,
+) -> None:
+    collection = crowded(*GARMENT_ROWS)
+    core = SearchCore(embedder, collection, TextVectorCache(embedder.embed_text, 8))
+    outcome = core.search(SearchQuery(text="red tops and blue jeans", top_k=3))
+    assert ids(outcome) == ["train-2", "train-1", "train-3"]
+    assert [hit.distance for hit in outcome.hits] == [0.10, 0.20, 0.40]
+    assert collection.garment_wheres == [
+        None,
+        garment_filter([(TOPS, ("red",))]),
+        garment_filter([("pants", ("blue",))]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        SearchQuery(text="red tops"),
+        SearchQuery(text="red tops and blue jeans", top_k=2),
+        SearchQuery(text="black shoes and dresses"),
+        SearchQuery(text="tops", top_k=1),
+        SearchQuery(text="something", colours=["black"]),
+        SearchQuery(text="x", categories=[TOPS, "sleeve"], colours=["red"]),
+    ],
+)
+def test_the_over_fetch_and_the_filtered_queries_answer_alike(
+    embedder: FakeEmbedder, query: SearchQuery
+) -> None:
+    texts = TextVectorCache(embedder.embed_text, 8)
+    over = FakeCollection(list(PHOTOS), list(GARMENT_ROWS))
+    filtered = crowded(*GARMENT_ROWS)
+    expected = SearchCore(embedder, over, texts).search(query)
+    outcome = SearchCore(embedder, filtered, texts).search(query)
+    assert over.garment_wheres == [None] and len(filtered.garment_wheres) > 1
+    # The same photos, distances and best garments; a photo's other garments are those fetched.
+    assert [(h.rank, h.record, h.distance, h.garments[0]) for h in outcome.hits] == [
+        (h.rank, h.record, h.distance, h.garments[0]) for h in expected.hits
+    ]
+    assert outcome.hits
