@@ -52,17 +52,16 @@ class EmbedderSettings(ModelSettings, ServerSettings):
     max_batch_size: int = Field(
         32, ge=1, description="most items in one forward pass (requests are batched together)"
     )
-    # 0: a request that finds the model idle runs at once (a lone search text paid the whole
-    # window: 64 -> 45 ms per text through the service on 2 cores), and those that arrive while
-    # a pass runs still share the next one.
     max_delay_ms: float = Field(
-        0.0, ge=0, description="how long a request waits for others to share its forward pass"
+        5.0, ge=0, description="how long a request waits for others to share its forward pass"
     )
     max_queue: int = Field(
         1024, ge=1, description="most items waiting per kind; past it RESOURCE_EXHAUSTED"
     )
     jpeg_draft: bool = Field(
-        True, description="decode JPEGs at a reduced scale that still covers the model's input"
+        True,
+        description="decode large images at a reduced size that still covers the model's input "
+        "(JPEGs at 1/2 to 1/8 scale while decoding, other formats shrunk right after)",
     )
     gpu_decode: bool = Field(
         False, description="decode JPEGs with torchvision on the model's device (CUDA)"
@@ -73,11 +72,30 @@ class EmbedderSettings(ModelSettings, ServerSettings):
         description="longest text accepted, in characters (tokens past the "
         "model's context are cut anyway)",
     )
+    # 25 Mpx covers a 24 Mpx camera (6000x4000) and a 12 Mpx phone (4032x3024); Fashionpedia's
+    # photos are at most a few Mpx. Half the old 50 Mpx halves what one image may cost: a PNG
+    # (no reduced decoding) of 25 Mpx is 100 MB of pixels and about a second of a core.
     max_image_pixels: int = Field(
-        50_000_000, ge=1, description="largest decoded image accepted (decompression-bomb guard)"
+        25_000_000,
+        ge=1,
+        description="largest image accepted, width x height (a bound on one image's memory and "
+        "time, and a decompression-bomb guard)",
     )
     decode_workers: int = Field(
         0, ge=0, description="threads that decode and preprocess images (0: one per core)"
+    )
+    decode_pixel_budget: int = Field(
+        0,
+        ge=0,
+        description="most pixels being decoded at once, summed over images; a larger image "
+        "waits for the others, then runs alone (0: --max-image-pixels)",
+    )
+    decode_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much lower the decode threads' CPU priority is than the model "
+        "thread's (Linux nice), so texts keep their latency under image load; 0: the same",
     )
     grace_seconds: float = Field(
         10.0, ge=0, description="drain time for calls in flight on SIGTERM"
