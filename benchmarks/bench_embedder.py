@@ -216,6 +216,7 @@ def against_the_limit(
     rate; the precisions take turns, medians of REPEAT rounds with their spread. Past fp32, the
     lowest cosine of its image vectors to fp32's and the top-10 agreement of text queries over
     the images."""
+    # The matmul rate is measured again in each round, beside the model: the best of all.
     peaks = {p: matmul_rate(p) for p in precisions}
     flops = flops_per_image(model_name)
     settings = {
@@ -238,6 +239,7 @@ def against_the_limit(
             models[p].embed_images(decoded[:2])
         for r in range(REPEAT):
             for p in precisions if r % 2 == 0 else precisions[::-1]:
+                peaks[p] = max(peaks[p], matmul_rate(p, repeat=2))
                 outcomes = []
                 started = time.perf_counter()
                 for start in range(0, len(items), BATCH):
@@ -256,7 +258,7 @@ def against_the_limit(
     rows = [["GFLOP/s, torch fp32 matmul 2048^3 (best of 5)", f"{fp32_peak / 1e9:.0f}", "1.00x"]]
     rows += [
         [
-            f"GFLOP/s, torch {p} matmul 2048^3 (best of 5)",
+            f"GFLOP/s, torch {p} matmul 2048^3 (best of all rounds)",
             f"{peaks[p] / 1e9:.0f}",
             f"{peaks[p] / fp32_peak:.2f}x",
         ]
@@ -290,7 +292,8 @@ def against_the_limit(
                 [
                     f"images/s, {p}, {label} (rounds {spread}) = GFLOP/s{agree}",
                     f"{rate:.2f} = {rate * flops / 1e9:.0f}",
-                    f"{rate * flops / fp32_peak:.0%} of fp32 matmul",
+                    f"{rate * flops / fp32_peak:.0%} of fp32 matmul"
+                    + (f", {rate * flops / peaks[p]:.0%} of {p} matmul" if p != "fp32" else ""),
                 ]
             )
     return rows
@@ -326,8 +329,10 @@ def main() -> None:
         {"model": args.model, "pretrained": "none", "device": "cpu", "precision": args.precision}
     )
     precision = OpenClipModel.load(settings).description.precision
-    print("texts: open_clip on all positions vs the real length...", flush=True)
-    text_rows = [] if args.limits_only else text_latencies(settings, texts)
+    text_rows = []
+    if not args.limits_only:
+        print("texts: open_clip on all positions vs the real length...", flush=True)
+        text_rows = text_latencies(settings, texts)
     if args.text_only:
         print(
             write_results(
