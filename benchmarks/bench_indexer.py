@@ -143,7 +143,17 @@ def fashionrag_way(
     measured = Measured()
     with (
         start_embedder(
-            None, "--device", "cpu", "--log-level", "WARNING", model=model, timeout=300
+            None,
+            "--device",
+            "cpu",
+            # A batch with its garment boxes can outlast the connection's grace on a busy machine:
+            # no retried work in what is measured.
+            "--max-connection-age-seconds",
+            "0",
+            "--log-level",
+            "WARNING",
+            model=model,
+            timeout=300,
         ) as embedder,
         EmbedderClient(embedder.address) as client,
     ):
