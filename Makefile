@@ -18,7 +18,7 @@ PRETRAINED ?= laion2b_s34b_b79k
 LIMIT ?= 1000
 QUERY ?= red tops
 
-.PHONY: setup protos node_modules browser test lint typecheck unit k8s-validate demo demo-stop sample-data bench eval smoke clean
+.PHONY: setup protos node_modules browser promtool test lint typecheck unit k8s-validate demo demo-stop sample-data bench eval smoke clean
 
 setup: $(STAMP) protos
 
@@ -58,7 +58,20 @@ browser:
 	  else echo "make: the gallery test needs Chromium: sudo apt-get install chromium" >&2; \
 	    exit 1; fi; }
 
-test: lint typecheck browser node_modules
+# promtool, Prometheus' own check of the metrics pages (tests/query_service/test_metrics.py),
+# is the one binary taken from Debian's prometheus package: unpacked beside the venv's Python,
+# no daemon installed or started.
+PROMTOOL := $(VENV)/bin/promtool
+promtool: $(PROMTOOL)
+$(PROMTOOL):
+	@mkdir -p $(VENV)/bin
+	tmp=$$(mktemp -d) && cd $$tmp && \
+	  { apt-get download prometheus 2>/dev/null || \
+	    { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download prometheus; }; } && \
+	  dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(CURDIR)/$@.part && \
+	  cd $(CURDIR) && rm -rf $$tmp && chmod +x $@.part && mv $@.part $@
+
+test: lint typecheck browser node_modules promtool
 	$(PY) -m pytest
 
 unit: setup
@@ -74,6 +87,11 @@ bench: setup
 	$(PY) -m benchmarks.bench_embedder
 	$(PY) -m benchmarks.bench_indexer
 	$(PY) -m benchmarks.bench_query
+	$(PY) -m benchmarks.bench_regions
+	$(PY) -m benchmarks.bench_colour
+	# Filtered garment lookups at 250,000 garments: the first run loads them into
+	# /tmp/lookup-bench (about 35 minutes on 2 busy cores); later runs only measure.
+	$(PY) -m benchmarks.bench_lookup
 	@echo "results: bench_results/*.md"
 
 # Against running services (make demo): precision@10 per category, and colour-and-garment

@@ -2,9 +2,12 @@
 the original project's way (Chroma's OpenCLIPEmbeddingFunction, one image at a time, fp32), on the
 same photo-like JPEGs and the same model; and dynamic batching against none under 16 concurrent
 single-text callers; and the text tower on the batch's real length against open_clip's
-`encode_text` on all positions, one text and 16, in the same run.
+`encode_text` on all positions, one text and 16, in the same run; text latency while a burst of
+large PNGs is embedded against the same server idle, and what the burst leaves in its memory;
+and decoding 2000+ px photos reduced (JPEG draft, PNG shrunk after) against full size.
 
     python -m benchmarks.bench_embedder [--images 48] [--model ViT-B-32] [--text-only]
+                                        [--image-load-only]
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.common import rate, write_results
-from devstack.sample_data import photo_jpeg
-from devstack.servers import Server, start_embedder
+from devstack.sample_data import large_png, photo_jpeg
+from devstack.servers import Server, resident_mb, start_embedder
 from embedder_service.client import EmbedderClient
 from embedder_service.engine import EmbedEngine
+from embedder_service.images import decode_reduced
 from embedder_service.model import OpenClipModel, cpu_has_amx
 from embedder_service.settings import EmbedderSettings
 
@@ -299,6 +303,90 @@ def against_the_limit(
     return rows
 
 
+def text_latency_under_image_load(
+    model: str, flags: list[str], side: int = 4000, burst: int = 8
+) -> list[list[str]]:
+    """Text latency (ms) on an idle server, then while `burst` callers each send one
+    `side` x `side` PNG at once; and the server's resident memory before, at the peak and
+    after."""
+    png = large_png(side)
+    with service(model, flags) as server, EmbedderClient(server.address, timeout=300) as client:
+        client.embed_texts(["warm-up"])
+        client.embed_images([large_png(300)])
+
+        def latency() -> float:
+            started = time.perf_counter()
+            client.embed_text("red tops")
+            return (time.perf_counter() - started) * 1000
+
+        idle = [latency() for _ in range(TEXT_REPEAT)]
+        before = peak = resident_mb(server)
+        loaded: list[float] = []
+        with ThreadPoolExecutor(burst) as pool:
+            uploads = [pool.submit(client.embed_images, [png]) for _ in range(burst)]
+            while not all(u.done() for u in uploads):
+                loaded.append(latency())
+                peak = max(peak, resident_mb(server))
+            for u in uploads:
+                u.result()
+        time.sleep(1)
+        after = resident_mb(server)
+    idle_p50 = statistics.median(idle)
+    label = f"{burst} x {side}x{side} PNG"
+    return [
+        ["ms, 1 text, idle server (median)", f"{idle_p50:.1f}", "1.00x"],
+        *(
+            [
+                f"ms, 1 text, during {label} ({name}, {len(loaded)} texts)",
+                f"{v:.1f}",
+                f"{v / idle_p50:.2f}x",
+            ]
+            for name, v in (
+                ("median", statistics.median(loaded)),
+                ("mean", statistics.mean(loaded)),
+                ("max", max(loaded)),
+            )
+        ),
+        [
+            f"MB resident, before / peak / 1 s after {label}",
+            f"{before:.0f} / {peak:.0f} / {after:.0f}",
+            f"+{after - before:.0f} MB kept",
+        ],
+    ]
+
+
+def reduced_decoding(model: str) -> list[list[str]]:
+    """ms to decode and preprocess a 2000+ px photo, full size against reduced (the engine's
+    rule: both sides kept at twice the model's input), JPEG and PNG, best of REPEAT."""
+    import open_clip
+
+    settings = EmbedderSettings.model_validate({"model": model, "pretrained": "none"})
+    size = OpenClipModel.load(settings).description.image_size
+    preprocess = open_clip.image_transform(size, is_train=False)
+    jpegs = [photo_jpeg(w, h, seed=i) for i, (w, h) in enumerate([(2048, 1536), (2000, 3000)])]
+    formats = {"JPEG": jpegs, "PNG": [large_png(2048, seed=i) for i in range(2)]}
+    rows = []
+    for fmt, data in formats.items():
+        times = {}
+        for way, keep in (("full size", 0), ("reduced", 2 * size)):
+
+            def run(keep: int = keep, data: list[bytes] = data) -> None:
+                for d in data:
+                    preprocess(decode_reduced(d, 10**8, keep)[0])
+
+            times[way] = len(data) / rate(len(data), run, REPEAT) * 1000
+        full, reduced = times["full size"], times["reduced"]
+        rows += [
+            [f"ms per 2000+ px {fmt}, decode + preprocess, full size", f"{full:.1f}", "1.00x"],
+            [
+                f"ms per 2000+ px {fmt}, decode + preprocess, reduced",
+                f"{reduced:.1f}",
+                f"{full / reduced:.2f}x",
+            ],
+        ]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_embedder")
     parser.add_argument("--images", type=int, default=48)
@@ -313,6 +401,11 @@ def main() -> None:
         "--limits-only",
         action="store_true",
         help="only the image throughput against the machine's matmul rate (a short run)",
+    )
+    parser.add_argument(
+        "--image-load-only",
+        action="store_true",
+        help="only texts under large-image load and reduced decoding (a short run)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -329,6 +422,19 @@ def main() -> None:
         {"model": args.model, "pretrained": "none", "device": "cpu", "precision": args.precision}
     )
     precision = OpenClipModel.load(settings).description.precision
+    if args.image_load_only:
+        print("texts under large-image load; reduced decoding...", flush=True)
+        print(
+            write_results(
+                "embedder_image_load",
+                "Embedder under large-image load",
+                f"{args.model} with random weights (--pretrained none), {precision}, CPU",
+                ["measure", "value", "vs baseline"],
+                text_latency_under_image_load(args.model, flags) + reduced_decoding(args.model),
+                [],
+            )
+        )
+        return
     text_rows = []
     if not args.limits_only:
         print("texts: open_clip on all positions vs the real length...", flush=True)
@@ -399,6 +505,8 @@ def main() -> None:
         ],
         *text_rows,
         *limit_rows,
+        *text_latency_under_image_load(args.model, flags),
+        *reduced_decoding(args.model),
     ]
     notes = [
         f"- service / original way, images: **{service_images / original:.2f}x** (goal >= 3x)",

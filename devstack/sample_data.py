@@ -131,6 +131,19 @@ def _encode(outfit: Outfit, fmt: str) -> bytes:
     return out.getvalue()
 
 
+def large_png(side: int = 4000, seed: int = 0) -> bytes:
+    """A `side` x `side` RGB PNG of smooth gradients: as costly to decode as any picture of its
+    size (PNG has no reduced decoding) yet small to send (about 15 kB per Mpx), for tests and
+    benchmarks of the embedder under large-image load."""
+    import numpy as np
+
+    y, x = np.mgrid[0:side, 0:side]
+    pixels = np.stack([x * 255 // side, y * 255 // side, (x + y + seed) % 256], -1)
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
 def generate(
     out_dir: Path,
     split: str = "train",

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.ports import free_port
 from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
+from query_service.client import SERVICE_NAME as QUERY_SERVICE
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_MODEL = ROOT / "configs" / "tiny-clip.json"
@@ -44,6 +45,8 @@ class Server:
         env: its environment; `child_env()` when None.
         health_path: an HTTP path that answers 200 once it is ready; empty: it has the gRPC
             health service instead.
+        health_service: the gRPC health service name to wait on ("": the server's overall
+            health).
         detach: start it in a session of its own, so that it outlives this process and a Ctrl-C
             in our terminal does not reach it (the demo's services).
     """
@@ -57,6 +60,7 @@ class Server:
         env: dict[str, str] | None = None,
         *,
         health_path: str = "",
+        health_service: str = "",
         detach: bool = False,
     ) -> None:
         self.name = name
@@ -65,6 +69,7 @@ class Server:
         self.log_path = log_path
         self.env = env or child_env()
         self.health_path = health_path
+        self.health_service = health_service
         self.detach = detach
         self.process: subprocess.Popen[bytes] | None = None
         self.address = f"127.0.0.1:{port}"
@@ -91,7 +96,9 @@ class Server:
         if self.health_path:
             wait_http(self, self.health_path, 60.0 if timeout is None else timeout)
         else:
-            wait_grpc_serving(self, timeout=120.0 if timeout is None else timeout)
+            wait_grpc_serving(
+                self, self.health_service, timeout=120.0 if timeout is None else timeout
+            )
         return self
 
     def log(self) -> str:
@@ -120,6 +127,15 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def resident_mb(server: Server) -> float:
+    """The server process's resident memory (VmRSS), in MB."""
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {server.name} (pid {server.process.pid})")
 
 
 def wait_grpc_serving(
@@ -270,8 +286,12 @@ def start_query(
     wait: bool = True,
     timeout: float | None = None,
 ) -> Server:
-    """The query service, SERVING unless `wait` is False; its HTTP side on a free port too (or
-    `http_port`; 0 turns it off), at `server.http`."""
+    """The query service, serving Search unless `wait` is False; its HTTP side on a free port too
+    (or `http_port`; 0 turns it off), at `server.http`.
+
+    Waited on until its Query service is SERVING: that does not wait for its backends (its
+    overall health stays NOT_SERVING while one is down), so a test can start it without them.
+    """
     port = port or free_port()
     http_port = free_port() if http_port is None else http_port
     server = Server(
@@ -296,6 +316,7 @@ def start_query(
         port,
         log_path,
         env,
+        health_service=QUERY_SERVICE,
         detach=detach,
     )
     server.http = f"http://127.0.0.1:{http_port}" if http_port else ""

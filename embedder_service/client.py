@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fashionrag.errors import FashionragError, InvalidArgument
-from fashionrag.grpc_client import GrpcClient, translate_errors
+from fashionrag.grpc_client import PATIENT, CallPolicy, GrpcClient, translate_errors
 from fashionrag.grpc_options import MAX_MESSAGE_BYTES
 from fashionrag.grpc_security import PLAINTEXT, ClientSecurity
 from fashionrag.model_info import ModelInfo
@@ -108,6 +108,8 @@ class EmbedderClient(GrpcClient):
         target: "host:port", or "dns:///name:port" to use every address the name resolves to.
         timeout: the deadline of each call, in seconds.
         security: TLS (mutual TLS) and the bearer token to send (default: plaintext, none).
+        policy: PATIENT (calls wait for a replica: the indexer) or FAIL_FAST (UNAVAILABLE at
+            once while none is up: the query service).
     """
 
     service_name = SERVICE_NAME
@@ -117,9 +119,14 @@ class EmbedderClient(GrpcClient):
     retryable = ("UNAVAILABLE", "RESOURCE_EXHAUSTED")
 
     def __init__(
-        self, target: str, timeout: float = 60.0, *, security: ClientSecurity = PLAINTEXT
+        self,
+        target: str,
+        timeout: float = 60.0,
+        policy: CallPolicy = PATIENT,
+        *,
+        security: ClientSecurity = PLAINTEXT,
     ) -> None:
-        super().__init__(target, timeout, security=security)
+        super().__init__(target, timeout, policy, security=security)
         self._stub = embedder_pb2_grpc.EmbedderServiceStub(self.channel)
         self._info: ModelInfo | None = None
 

@@ -17,13 +17,19 @@ import numpy as np
 from embedder_service import regions
 from embedder_service.batcher import DynamicBatcher
 from embedder_service.garment_colour import garment_colours
-from embedder_service.images import check_header, decode_image
+from embedder_service.images import check_header, decode_image, decode_reduced, reduced
 from embedder_service.metrics import EmbedderMetrics
 from embedder_service.model import EmbeddingModel
+from embedder_service.resources import PixelBudget, lower_thread_priority, trim_heap
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import FashionragError, InvalidArgument
 
 log = logging.getLogger(__name__)
+
+# A decode of at least this many pixels hands the freed memory back to the system when it ends
+# (see resources.trim_heap): the photos the service lives on (Fashionpedia's, about 1 Mpx) never
+# pay for the trim, while each image that can leave tens of MB behind does.
+TRIM_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -108,12 +114,22 @@ class EmbedEngine:
         # accept, decode and batch the next requests meanwhile.
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
         # Pillow releases the GIL while decoding and resizing, so these threads prepare the next
-        # batch while the model runs the current one.
+        # batch while the model runs the current one. They run at a lower CPU priority: when a
+        # burst of large images wants every core, the model thread still gets them first, so
+        # the texts waiting on it keep their latency, and images lose nothing on an idle machine.
         workers = settings.decode_workers or os.cpu_count() or 1
-        self._decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
-        # Draft decoding keeps twice the model's input size: the vectors stay within cosine
-        # 0.999 of a full decode (tests/embedder_service/test_engine.py checks it).
-        self._draft_size = 2 * model.description.image_size if settings.jpeg_draft else 0
+        self._decode_pool = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="decode",
+            initializer=lower_thread_priority(settings.decode_nice),
+        )
+        # Pixels being decoded at once, summed over images: one caller's burst of huge pictures
+        # decodes one or two at a time (bounding memory) instead of filling every worker.
+        self._budget = PixelBudget(settings.decode_pixel_budget or settings.max_image_pixels)
+        # Reduced decoding keeps at least twice the model's input side (Pillow's thumbnail rule):
+        # the vectors stay within cosine 0.999 of a full decode (tests/embedder_service/
+        # test_engine.py checks it on photos large enough to be reduced).
+        self._min_side = 2 * model.description.image_size if settings.jpeg_draft else 0
         # Texts and images batch separately: they run through different towers.
         self._texts: DynamicBatcher[str, tuple[np.ndarray, bool]] = self._batcher(
             "texts", self._run_texts
@@ -204,8 +220,30 @@ class EmbedEngine:
             on_device = self.model.decode_on_device(data)
             if on_device is not None:
                 return _Decoded(*on_device)
-        image, width, height = decode_image(data, max_pixels, self._draft_size)
+        image, width, height = decode_reduced(data, max_pixels, self._min_side)
         return _Decoded(self.model.preprocess(image), width, height)
+
+    def _decode_and_trim(self, item: ImageItem, pixels: int) -> _Decoded:
+        """Decode one image; after a large one, hand the memory its pixels took back (runs in
+        the decode workers; the full-size pixels are freed when `_decode` returns)."""
+        decoded = self._decode(item)
+        if pixels >= TRIM_PIXELS:
+            trim_heap()
+        return decoded
+
+    async def _decode_admitted(self, item: ImageItem) -> _Decoded:
+        """Decode one image in the workers once its pixels fit in the budget."""
+        # Reading the header is microseconds (Pillow parses no pixel data), so it runs on the
+        # loop: the budget needs the size before the image may take a worker.
+        _, width, height = check_header(item.data, self.settings.max_image_pixels)
+        pixels = width * height
+        await self._budget.acquire(pixels)
+        loop = asyncio.get_running_loop()
+        job = self._decode_pool.submit(self._decode_and_trim, item, pixels)
+        # Released when the work really ends (or is cancelled before it starts), not when a
+        # caller who gave up stops waiting for it.
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._budget.release, pixels))
+        return await asyncio.wrap_future(job)
 
     def _decode_with_regions(self, item: ImageItem) -> _Decoded:
         """Decode one image once into the model's input for the whole image and, per box, its
@@ -213,6 +251,9 @@ class EmbedEngine:
 
         Pillow decodes here even under --gpu-decode: the crops and the colour names need the
         pixels on the host, and one decode path for regions is the simplest to keep right.
+        The crops are cut from the decode (reduced only by a JPEG draft that spares them), the
+        whole image's input from it reduced as without boxes, so boxes leave the whole image's
+        vector as it is.
         """
         data, max_pixels = item.data, self.settings.max_image_pixels
         _, width, height = check_header(data, max_pixels)
@@ -226,7 +267,7 @@ class EmbedEngine:
             rects.append((clipped, regions.crop_rect(clipped, width, height)))
         good = [r[1] for r in rects if isinstance(r, tuple)]
         # A reduced JPEG decode still leaves every crop as many pixels as a whole image gets.
-        draft = regions.draft_size(good, width, height, self._draft_size)
+        draft = regions.draft_size(good, width, height, self._min_side)
         image, width, height = decode_image(data, max_pixels, draft)
         original = (width, height)
         crops: list[_Crop | FashionragError] = []
@@ -237,7 +278,8 @@ class EmbedEngine:
             clipped, cut = rect
             tensor = self.model.preprocess(regions.crop(image, cut, original))
             crops.append(_Crop(tensor, *self._colours(image, clipped, original)))
-        return _Decoded(self.model.preprocess(image), width, height, tuple(crops))
+        whole = self.model.preprocess(reduced(image, self._min_side))
+        return _Decoded(whole, width, height, tuple(crops))
 
     @staticmethod
     def _colours(image: Any, box: regions.Box, original: tuple[int, int]) -> tuple[str, str]:
@@ -262,10 +304,8 @@ class EmbedEngine:
         images = [i if isinstance(i, ImageItem) else ImageItem(*i) for i in items]
         self._check_count("images", len(images), sum(len(i.boxes) for i in images))
         self._check_boxes(images)
-        loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
-            *(loop.run_in_executor(self._decode_pool, self._decode, item) for item in images),
-            return_exceptions=True,
+            *(self._decode_admitted(item) for item in images), return_exceptions=True
         )
         good = [d for d in decoded if isinstance(d, _Decoded)]
         tensors = [t for d in good for t in d.tensors()]

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,13 +126,14 @@ class OpenClipModel:
             )
             torch.manual_seed(settings.seed)
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name,
-                pretrained=pretrained,
-                precision=precision,
-                device=device,
-                cache_dir=settings.cache_dir,
-            )
+            with _seekable_checkpoint(pretrained) as checkpoint:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name,
+                    pretrained=checkpoint,
+                    precision=precision,
+                    device=device,
+                    cache_dir=settings.cache_dir,
+                )
             tokenizer = open_clip.get_tokenizer(name, cache_dir=settings.cache_dir)
         except Exception as exc:
             raise ConfigurationError(_load_failure_message(settings, exc)) from exc
@@ -366,6 +371,27 @@ def _passive_openmp_waits() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@contextmanager
+def _seekable_checkpoint(pretrained: str | None) -> Iterator[str | None]:
+    """`pretrained`, or where a checkpoint that is not a regular file (a named pipe,
+    `/dev/stdin`, a shell's `<(...)`) was copied to, for as long as the block runs.
+
+    open_clip takes a checkpoint only from a regular file, and torch.load seeks in it; a stream
+    is read to the end first, into a temporary file with the same suffix (which picks the
+    format: `.safetensors` or torch's own).
+    """
+    path = Path(pretrained) if pretrained else None
+    if path is None or not path.exists() or path.is_file() or path.is_dir():
+        yield pretrained
+        return
+    with tempfile.TemporaryDirectory(prefix="fashionrag-checkpoint-") as folder:
+        copy = Path(folder) / f"checkpoint{path.suffix}"
+        log.info("reading checkpoint %s (not a regular file) to the end", path)
+        with path.open("rb") as source, copy.open("wb") as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+        yield str(copy)
+
+
 def _resolve_device(device: str, torch: Any) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -396,7 +422,7 @@ def _resolve_precision(precision: str, device: str) -> str:
 
 def _load_failure_message(settings: ModelSettings, exc: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    local_file = Path(settings.pretrained).is_file()
+    local_file = Path(settings.pretrained).exists()
     base = f"cannot load model {settings.model!r} with pretrained {settings.pretrained!r}: {exc}"
     if is_random_weights(settings.pretrained) or local_file:
         return base

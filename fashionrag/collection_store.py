@@ -4,8 +4,10 @@ ChromaDB node (distributed ChromaDB) changes this module alone."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -207,6 +209,8 @@ class CollectionReader:
         name: the index's name.
         model_info: asks the embedder which model it runs (called at each (re)open).
         on_open: called after each (re)open, e.g. to drop vectors cached for an older model.
+        measure: wraps each call to ChromaDB, given its operation ("open", "count", "query",
+            "get", "heartbeat"), e.g. to time it.
     """
 
     def __init__(
@@ -215,11 +219,15 @@ class CollectionReader:
         name: str,
         model_info: Callable[[], ModelInfo],
         on_open: Callable[[], None] = lambda: None,
+        measure: Callable[[str], AbstractContextManager[object]] = (
+            lambda operation: contextlib.nullcontext()
+        ),
     ) -> None:
         self.chroma_url = chroma_url
         self.name = name
         self._model_info = model_info
         self._on_open = on_open
+        self._measure = measure
         self._client: Any = None
         self._collections: Collections | None = None
         self._garment_count = 0
@@ -287,8 +295,17 @@ class CollectionReader:
         )
 
     def photos(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The metadata of these photo records, by id (missing ids are left out)."""
-        collection = self.open().photos
+        """The metadata of these photo records, by id (missing ids are left out).
+
+        Needs ChromaDB only: records read by id do not depend on the model, so they are read
+        (and indexed images served) while the embedder is down.
+
+        Raises:
+            NotFound: the index does not exist.
+            FailedPrecondition: it has another layout.
+            Unavailable: ChromaDB cannot be reached.
+        """
+        collection = self._photos_by_id()
         found = self._call("get", lambda: collection.get(ids=list(ids), include=["metadatas"]))
         return {
             rid: dict(meta or {})
@@ -298,6 +315,25 @@ class CollectionReader:
     def get(self, record_id: str) -> dict[str, Any] | None:
         """The metadata of one photo record, or None when there is no such record."""
         return self.photos([record_id]).get(record_id)
+
+    def _photos_by_id(self) -> Any:
+        with self._lock:
+            if self._collections is not None:
+                return self._collections.photos
+        # Not open, and opening would ask the embedder for its model: the photos alone.
+        collection = self._call("open", self._photos_unchecked)
+        check_layout(self.name, collection.metadata)
+        return collection
+
+    def _photos_unchecked(self) -> Any:
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self._chroma().get_collection(self.name, embedding_function=None)
+        except NotFoundError:
+            raise NotFound(
+                f"collection {self.name!r} does not exist; index some images first"
+            ) from None
 
     def heartbeat(self) -> None:
         """Check that ChromaDB answers.
@@ -314,7 +350,8 @@ class CollectionReader:
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
-            return call()
+            with self._measure(what):
+                return call()
         except FashionragError:
             raise
         except Exception as exc:

@@ -316,8 +316,16 @@ def from_rpc_error(exc: grpc.RpcError, what: str, backend: str = "") -> Fashionr
         reason = info.reason or None
         violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
         metadata = dict(info.metadata)
-    # A reason of its own names the subclass (MODEL_MISMATCH: ModelMismatch).
-    cls = next((c for c in cls.__subclasses__() if c.default_reason == reason), cls)
+    # A reason of its own names the subclass (MODEL_MISMATCH: ModelMismatch): the vocabulary's
+    # own, never a service's subclass that inherits its reason (the indexer's DatasetUnavailable).
+    cls = next(
+        (
+            c
+            for c in cls.__subclasses__()
+            if c.__module__ == __name__ and c.default_reason == reason
+        ),
+        cls,
+    )
     if issubclass(cls, Unavailable | DeadlineExceeded) and backend:
         metadata.setdefault("backend", backend)
     return cls(

@@ -2,14 +2,15 @@
 every replica behind a DNS name (round_robin), skip replicas that report NOT_SERVING
 (client-side health checking) and retry with jittered backoff; finding replicas added to the name
 (servers close connections at a maximum age, and the channel then resolves the name again);
-waiting until the service is ready; and gRPC errors turned into fashionrag's domain errors in one
-place."""
+waiting until the service is ready, or failing fast when no replica is (a CallPolicy, per client);
+and gRPC errors turned into fashionrag's domain errors in one place."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
 
 import grpc
@@ -30,18 +31,66 @@ CLIENT_OPTIONS: list[tuple[str, int]] = [
 ]
 
 
-def service_config(service_name: str, retryable: Sequence[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CallPolicy:
+    """What a client's calls do while no replica can take them, and how soon it finds a replica
+    that comes back.
+
+    Attributes:
+        wait_for_ready: True: a call waits (up to its deadline) for a replica to be READY, as a
+            batch job wants; False: it fails at once with UNAVAILABLE, as a service answering
+            people wants.
+        max_attempts: tries per call, retries included (gRPC allows at most 5).
+        max_reconnect_backoff_seconds: the longest pause between attempts to reconnect to a
+            replica that went away; None: gRPC's default (120 s, reached after a few minutes
+            down), so a replica back from a restart may wait that long before it is used.
+        retry_throttling: stop retrying while most calls fail (gRPC's retryThrottling: after
+            about five failures in a row, until calls succeed again), so an overloaded
+            service is not sent every call several times.
+    """
+
+    wait_for_ready: bool = True
+    max_attempts: int = 5
+    max_reconnect_backoff_seconds: float | None = None
+    retry_throttling: bool = False
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """The channel options this policy sets."""
+        if self.max_reconnect_backoff_seconds is None:
+            return []
+        cap = round(self.max_reconnect_backoff_seconds * 1000)
+        return [
+            ("grpc.initial_reconnect_backoff_ms", min(cap, 250)),
+            ("grpc.max_reconnect_backoff_ms", cap),
+        ]
+
+
+# A batch job (the indexer) rides out a replica's restart by waiting for it.
+PATIENT = CallPolicy()
+# A service on the path of a person's request (the query service calling the embedder) answers
+# UNAVAILABLE within a moment when no replica is up, rather than holding the request for its
+# whole deadline; retries fit well inside a second (gRPC's jittered backoff: 0.2 s, then 0.4 s,
+# at most), and a replica back from a restart is found within about a second.
+FAIL_FAST = CallPolicy(
+    wait_for_ready=False, max_attempts=3, max_reconnect_backoff_seconds=1.0, retry_throttling=True
+)
+
+
+def service_config(
+    service_name: str, retryable: Sequence[str], policy: CallPolicy = PATIENT
+) -> dict[str, Any]:
     """The gRPC service config of a client of `service_name`: round_robin over every address,
-    health-checked, and the codes in `retryable` retried with jittered exponential backoff."""
-    return {
+    health-checked, and the codes in `retryable` retried with jittered exponential backoff, as
+    `policy` says."""
+    config: dict[str, Any] = {
         "loadBalancingConfig": [{"round_robin": {}}],
         "healthCheckConfig": {"serviceName": service_name},
         "methodConfig": [
             {
                 "name": [{"service": service_name}],
-                "waitForReady": True,
+                "waitForReady": policy.wait_for_ready,
                 "retryPolicy": {
-                    "maxAttempts": 5,
+                    "maxAttempts": policy.max_attempts,
                     "initialBackoff": "0.2s",
                     "maxBackoff": "5s",
                     "backoffMultiplier": 2,
@@ -50,6 +99,9 @@ def service_config(service_name: str, retryable: Sequence[str]) -> dict[str, Any
             }
         ],
     }
+    if policy.retry_throttling:
+        config["retryThrottling"] = {"maxTokens": 10, "tokenRatio": 0.1}
+    return config
 
 
 class GrpcClient:
@@ -63,6 +115,7 @@ class GrpcClient:
             the name is resolved again whenever a connection ends, so replicas added to it
             receive calls within about the servers' maximum connection age.
         timeout: the default deadline of each call, in seconds.
+        policy: whether calls wait for a replica or fail fast (PATIENT or FAIL_FAST).
         security: TLS (mutual TLS) and the bearer token to send (default: plaintext, none).
     """
 
@@ -72,12 +125,22 @@ class GrpcClient:
     retryable: ClassVar[tuple[str, ...]] = ("UNAVAILABLE",)
 
     def __init__(
-        self, target: str, timeout: float = 60.0, *, security: ClientSecurity = PLAINTEXT
+        self,
+        target: str,
+        timeout: float = 60.0,
+        policy: CallPolicy = PATIENT,
+        *,
+        security: ClientSecurity = PLAINTEXT,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        config = service_config(self.service_name, self.retryable)
-        options = [*CLIENT_OPTIONS, ("grpc.service_config", json.dumps(config))]
+        self.policy = policy
+        config = service_config(self.service_name, self.retryable, policy)
+        options = [
+            *CLIENT_OPTIONS,
+            *policy.channel_options(),
+            ("grpc.service_config", json.dumps(config)),
+        ]
         self.channel = security.open_channel(target, options)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -106,6 +169,31 @@ class GrpcClient:
         except grpc.RpcError as exc:
             raise Unavailable(
                 f"{self.label} at {self.target} not ready within {timeout:.0f}s: {exc}",
+                metadata={"backend": self.backend},
+            ) from exc
+        if response.status != health_pb2.HealthCheckResponse.SERVING:
+            raise Unavailable(
+                f"{self.label} at {self.target} is not serving", metadata={"backend": self.backend}
+            )
+
+    def check_serving(self, timeout: float = 1.0) -> None:
+        """Ask, without waiting for a connection, whether a replica reports SERVING now.
+
+        Raises:
+            Unavailable: none does (no replica reachable, or all NOT_SERVING), or no answer
+                within `timeout` seconds; the message names the service and its address.
+        """
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=self.service_name),
+                timeout=timeout,
+                wait_for_ready=False,
+            )
+        except grpc.RpcError as exc:
+            code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            raise Unavailable(
+                f"{self.label} at {self.target}: {code}: {details}",
                 metadata={"backend": self.backend},
             ) from exc
         if response.status != health_pb2.HealthCheckResponse.SERVING:

@@ -1,5 +1,8 @@
 """Per-call observability for the asyncio gRPC servers: Prometheus counters and latency by method
-and status code, and a request id on every log line of the call."""
+and status code, the process's own metrics, and a request id on every log line of the call.
+
+Health checks and reflection are not requests: probes every few seconds would swamp the calls
+that do the work, so the interceptor leaves them out."""
 
 from __future__ import annotations
 
@@ -10,13 +13,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from grpc_health.v1 import health
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
+from fashionrag.reflection import SERVICE_NAMES as REFLECTION_SERVICE_NAMES
 from fashionrag.request_context import REQUEST_ID_HEADER, request_id
+
+# The services that every server carries for its operators, not its callers.
+UNMEASURED_SERVICES = frozenset({health.SERVICE_NAME, *REFLECTION_SERVICE_NAMES})
 
 
 class RpcMetrics:
-    """Counters and latency histograms of a server's calls.
+    """Counters and latency histograms of a server's calls, beside the process's own metrics
+    (`process_*`: CPU, memory, open files; `python_info`) in the same registry.
 
     Args:
         prefix: metric name prefix, e.g. "fashionrag_embedder".
@@ -38,6 +54,8 @@ class RpcMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=registry,
         )
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
 
     def serve(self, host: str, port: int) -> None:
         """Expose the registry over HTTP at http://host:port/metrics."""
@@ -45,8 +63,9 @@ class RpcMetrics:
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every unary call, and gives it a request id for the logs (the caller's
-    `x-request-id` metadata when present, else a new one, echoed in the trailing metadata)."""
+    """Counts and times every unary call but health checks and reflection (UNMEASURED_SERVICES),
+    and gives it a request id for the logs (the caller's `x-request-id` metadata when present,
+    else a new one, echoed in the trailing metadata)."""
 
     def __init__(self, metrics: RpcMetrics) -> None:
         self.metrics = metrics
@@ -59,7 +78,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        if service in UNMEASURED_SERVICES:
+            return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
         inner = handler.unary_unary
         metrics = self.metrics

@@ -1,7 +1,8 @@
 """The one lifecycle of every fashionrag gRPC server.
 
-Health (`grpc.health.v1`) reports NOT_SERVING until the service is ready (the model loaded, the
-backends reachable), server reflection is on, and SIGTERM or SIGINT turns health back to
+Health (`grpc.health.v1`) reports NOT_SERVING until the service is ready (the model loaded), and a
+service that needs backends turns its overall health (service "") NOT_SERVING while one is down
+(`set_readiness`); server reflection is on, and SIGTERM or SIGINT turns health back to
 NOT_SERVING and stops the server with a grace period so that calls in flight finish.
 
 Every server also closes each connection after a maximum age (calls in flight get the same grace),
@@ -107,12 +108,31 @@ class GrpcService:
         if self.port == 0:  # what older grpcio returned instead of raising
             raise refused
         self._stopping = asyncio.Event()
+        self._ready = True
+        self._serving = False
 
     async def _set_health(
         self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType
     ) -> None:
         for service in ["", *self.service_names]:
             await self.health.set(service, status)
+
+    async def set_readiness(self, ready: bool) -> None:
+        """Say whether the server can do its work now (the backends it needs reachable).
+
+        Only the overall health (service "", what compose's and Kubernetes' readiness probes
+        ask) follows it; the named services stay SERVING while the process runs, so a caller's
+        client-side health check still lets its calls through and they hear at once, in an
+        UNAVAILABLE that names it, which backend is down (rather than waiting, or a bare "no
+        healthy backend" from their own channel). Kept until the server starts serving.
+        """
+        self._ready = ready
+        if self._serving:
+            await self.health.set("", self._overall())
+
+    def _overall(self) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        return serving if self._ready else health_pb2.HealthCheckResponse.NOT_SERVING
 
     def request_stop(self) -> None:
         """Ask the server to drain and stop (what SIGTERM does)."""
@@ -138,10 +158,14 @@ class GrpcService:
         try:
             if ready is not None:
                 await ready()
-            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            for service in self.service_names:
+                await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            await self.health.set("", self._overall())
+            self._serving = True
             log.info("%s ready: SERVING", self.name)
             await self._stopping.wait()
         finally:
+            self._serving = False
             log.info(
                 "%s stopping: NOT_SERVING, draining for up to %.0fs", self.name, self.grace_seconds
             )

@@ -1,38 +1,47 @@
 """The query service's HTTP side (same process as gRPC): the JSON API, the indexed images, and the
-gallery page. Every route goes through SearchCore; errors map to HTTP codes in one middleware."""
+gallery page. Every route goes through SearchCore; every error is JSON (query_service.http_errors),
+uploads are read within limits (query_service.http_uploads), and /images serves only the files
+inside the images directory (query_service.image_files).
+
+Nothing here waits behind a search: searches run through the SearchGate (their own threads, a
+bounded number in flight), image lookups in a small pool of their own, and /healthz answers on
+the event loop from what the BackendWatcher last saw."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from pathlib import Path
 
 from aiohttp import web
 
-from fashionrag.errors import FashionragError, InvalidArgument, NotFound, json_body
+from fashionrag.errors import InvalidArgument, NotFound
 from fashionrag.fashionpedia import CATEGORIES
+from query_service.admission import SearchGate
+from query_service.backends import BackendWatcher
 from query_service.http_doors import install_doors
+from query_service.http_errors import JsonErrorRunner, errors_to_json
+from query_service.http_metrics import install_metrics
+from query_service.http_uploads import UploadReader
+from query_service.image_files import ImageFiles
 from query_service.json_contract import outcome_dict
+from query_service.metrics import QueryMetrics
 from query_service.search import SearchCore
 from query_service.search_types import SearchQuery
 
 log = logging.getLogger(__name__)
 
 CORE: web.AppKey[SearchCore] = web.AppKey("core", SearchCore)
+GATE: web.AppKey[SearchGate] = web.AppKey("gate", SearchGate)
+BACKENDS: web.AppKey[BackendWatcher] = web.AppKey("backends", BackendWatcher)
+LOOKUPS: web.AppKey[ThreadPoolExecutor] = web.AppKey("lookups", ThreadPoolExecutor)
+# Image lookups are one small ChromaDB read each; a gallery page asks for a few dozen at once.
+LOOKUP_THREADS = 4
+IMAGES: web.AppKey[ImageFiles] = web.AppKey("images", ImageFiles)
+UPLOADS: web.AppKey[UploadReader] = web.AppKey("uploads", UploadReader)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Domain errors become their HTTP code with a JSON body saying what was wrong: `error`,
-    `code`, and as in gRPC's details `reason`, `field_violations` and `metadata`."""
-    try:
-        return await handler(request)
-    except FashionragError as exc:
-        return web.json_response(json_body(exc), status=exc.http_status)
+DEFAULT_BODY_TIMEOUT = 10.0
 
 
 def _int(value: str | None, name: str, field: str) -> int | None:
@@ -66,7 +75,7 @@ async def search_text(request: web.Request) -> web.Response:
         auto_category=_auto(request.query.get("auto_category")),
         colours=request.query.getall("colour", []),
     )
-    outcome = await asyncio.to_thread(request.app[CORE].search, query)
+    outcome = await request.app[GATE].run(request.app[CORE].search, query)
     return web.json_response(outcome_dict(outcome))
 
 
@@ -77,8 +86,9 @@ async def search_image(request: web.Request) -> web.Response:
     k = request.query.get("k")
     categories = request.query.getall("category", [])
     colours = request.query.getall("colour", [])
+    uploads = request.app[UPLOADS]
     if request.content_type.startswith("multipart/"):
-        form = await request.post()
+        form = await uploads.form(request)
         upload = form.get("image")
         if not isinstance(upload, web.FileField):
             raise InvalidArgument(
@@ -89,29 +99,35 @@ async def search_image(request: web.Request) -> web.Response:
         categories = [str(c) for c in form.getall("category", [])] or categories
         colours = [str(c) for c in form.getall("colour", [])] or colours
     else:
-        data = await request.read()
+        data = await uploads.body(request)
     query = SearchQuery(
         image=data, top_k=_int(k, "k", "top_k"), categories=categories, colours=colours
     )
-    outcome = await asyncio.to_thread(request.app[CORE].search, query)
+    outcome = await request.app[GATE].run(request.app[CORE].search, query)
     return web.json_response(outcome_dict(outcome))
 
 
 async def image(request: web.Request) -> web.FileResponse:
-    """GET /images/<id>: the saved file of an indexed image, found by its record id only."""
-    record = await asyncio.to_thread(request.app[CORE].record, request.match_info["id"])
-    path = Path(record.path)
-    if not path.is_file():
-        raise NotFound(f"image {record.id} is indexed but its file {path} is missing")
+    """GET /images/<id>: the saved file of an indexed image, found by its record id only, served
+    only when it is a regular file inside the images directory."""
+    loop = asyncio.get_running_loop()
+    record = await loop.run_in_executor(
+        request.app[LOOKUPS], request.app[CORE].record, request.match_info["id"]
+    )
+    path = await loop.run_in_executor(
+        request.app[LOOKUPS], request.app[IMAGES].find, record.id, record.path
+    )
     return web.FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: 200 when ChromaDB and the embedder answer, else 503 saying which."""
-    try:
-        await asyncio.to_thread(request.app[CORE].ping)
-    except FashionragError as exc:
-        return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+    """GET /healthz: 200 when ChromaDB and the embedder answered their last check (at most about
+    a second ago), else 503 saying which is down (`down`: their names, `error`: what was seen);
+    answered at once, never waiting on either."""
+    backends = request.app[BACKENDS]
+    if not backends.healthy:
+        body = {"status": "unavailable", "error": backends.problem(), "down": backends.down()}
+        return web.json_response(body, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -144,12 +160,31 @@ async def static_file(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type=STATIC_FILES[name])
 
 
-def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
-    """The HTTP application over one SearchCore; with `auth_token`, the API and the images ask
-    for it (query_service.http_doors)."""
+def make_app(
+    core: SearchCore,
+    gate: SearchGate,
+    backends: BackendWatcher,
+    images: ImageFiles,
+    *,
+    auth_token: str = "",
+    metrics: QueryMetrics | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> web.Application:
+    """The HTTP application over one SearchCore, its searches admitted by `gate`, its health
+    from `backends`, serving the files of `images`; with `auth_token`, the API and the images
+    ask for it (query_service.http_doors); with `metrics`, every request is counted there; an
+    upload must arrive within `body_timeout` seconds."""
     app = web.Application(middlewares=[errors_to_json], client_max_size=MAX_UPLOAD_BYTES)
     install_doors(app, auth_token)
+    if metrics is not None:
+        install_metrics(app, metrics)
     app[CORE] = core
+    app[GATE] = gate
+    app[BACKENDS] = backends
+    app[LOOKUPS] = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="lookup")
+    app.on_cleanup.append(_stop_lookups)
+    app[IMAGES] = images
+    app[UPLOADS] = UploadReader(MAX_UPLOAD_BYTES, body_timeout)
     app.router.add_get("/", gallery)
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/api/search", search_text)
@@ -160,11 +195,33 @@ def make_app(core: SearchCore, *, auth_token: str = "") -> web.Application:
     return app
 
 
+async def _stop_lookups(app: web.Application) -> None:
+    app[LOOKUPS].shutdown(wait=False, cancel_futures=True)
+
+
 async def start_http(
-    core: SearchCore, host: str, port: int, *, auth_token: str = ""
+    core: SearchCore,
+    gate: SearchGate,
+    backends: BackendWatcher,
+    images: ImageFiles,
+    host: str,
+    port: int,
+    *,
+    auth_token: str = "",
+    metrics: QueryMetrics | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
 ) -> web.AppRunner:
     """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
-    runner = web.AppRunner(make_app(core, auth_token=auth_token), access_log=None)
+    app = make_app(
+        core,
+        gate,
+        backends,
+        images,
+        auth_token=auth_token,
+        metrics=metrics,
+        body_timeout=body_timeout,
+    )
+    runner = JsonErrorRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)

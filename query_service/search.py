@@ -14,6 +14,7 @@ from fashionrag.collection import KEY_CATEGORIES, GarmentRecord, ImageRecord, va
 from fashionrag.colours import COLOURS
 from fashionrag.errors import InvalidArgument, NotFound
 from fashionrag.model_info import ModelInfo
+from query_service.metrics import QueryMetrics
 from query_service.search_plan import SearchPlan, plan_search
 from query_service.search_types import GarmentMatch, Hit, SearchOutcome, SearchQuery
 from query_service.text_cache import TextVectorCache
@@ -120,6 +121,7 @@ class SearchCore:
         collection: the collection reader.
         texts: text vectors, cached.
         auto_category: the default for queries that do not say.
+        metrics: where searches are counted.
     """
 
     def __init__(
@@ -128,11 +130,13 @@ class SearchCore:
         collection: Collection,
         texts: TextVectorCache,
         auto_category: bool = True,
+        metrics: QueryMetrics | None = None,
     ) -> None:
         self.embedder = embedder
         self.collection = collection
         self.texts = texts
         self.auto_category = auto_category
+        self.metrics = metrics or QueryMetrics()
 
     def search(self, query: SearchQuery, timeout: float | None = None) -> SearchOutcome:
         """Run one search; results in ascending distance.
@@ -165,6 +169,7 @@ class SearchCore:
                 Hit(rank, ImageRecord.from_metadata(rid, meta), max(0.0, distance))
                 for rank, (rid, meta, distance) in enumerate(rows, start=1)
             ]
+        self.metrics.searches.labels(plan.grain, "image" if query.text is None else "text").inc()
         return SearchOutcome(
             query=query.text if query.text is not None else "<image>",
             hits=hits,

@@ -37,6 +37,19 @@ class QuerySettings(EmbedderCallerSettings, ServerSettings):
     )
     cache_size: int = Field(1024, ge=0, description="text vectors kept for repeated queries")
     grace_seconds: float = Field(5.0, ge=0, description="drain time for calls in flight on SIGTERM")
+    max_searches: int = Field(
+        32,
+        ge=1,
+        description="searches in flight at once (gRPC and HTTP together); past it a search is "
+        "refused at once with RESOURCE_EXHAUSTED (HTTP 429) rather than queued",
+    )
+    images_dir: str = Field(
+        "./images_data",
+        description="the indexer's --images-dir: /images/<id> serves only regular files inside it",
+    )
+    http_body_timeout: float = Field(
+        10.0, gt=0, description="seconds an HTTP upload may take to arrive in full (then 408)"
+    )
 
 
 class ClientSettings(CallerSettings):

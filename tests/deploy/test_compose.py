@@ -35,6 +35,15 @@ def test_every_container_is_locked_down(name: str) -> None:
         assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"])
 
 
+def test_the_query_service_serves_images_from_where_the_indexer_writes_them() -> None:
+    query, indexer = services()["query"], services()["indexer"]
+    images = indexer["environment"]["FASHIONRAG_IMAGES_DIR"]
+    assert query["environment"]["FASHIONRAG_IMAGES_DIR"] == images
+    written = {v.split(":")[0]: v.split(":")[1] for v in indexer["volumes"]}
+    read = {v.split(":")[0]: v.split(":")[1] for v in query["volumes"]}
+    assert written["images"] == read["images"] == images
+
+
 @pytest.mark.parametrize(
     "dockerfile", ["Dockerfile.app", "Dockerfile.embedder", "Dockerfile.chroma"]
 )

@@ -187,8 +187,13 @@ def test_grpc_servers_are_probed_on_their_grpc_health_service(overlay: str, name
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         probe = container(workload).get(kind)
         assert probe is not None, f"{name} has no {kind}"
-        # The overall health ("" service), which the servers set with their own.
-        assert probe.get("grpc") == {"port": served}, f"{name} {kind}: {probe}"
+        expected: dict[str, object] = {"port": served}
+        if name == "query" and kind != "readinessProbe":
+            # The query service's overall health follows its backends; started and alive are
+            # its Query service's own, or an embedder down would restart every query pod.
+            expected["service"] = "fashionrag.v1.QueryService"
+        # Otherwise the overall health ("" service), which the servers set with their own.
+        assert probe.get("grpc") == expected, f"{name} {kind}: {probe}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -229,9 +234,12 @@ def test_the_images_volume_is_shared_by_the_indexer_and_the_query_service(overla
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     indexer = find(objects, "Job", "indexer")
     written = mount(indexer, "images")
-    read = mount(find(objects, "Deployment", "query"), "images")
-    # The records carry the indexer's paths, which the query service serves back.
+    query = find(objects, "Deployment", "query")
+    read = mount(query, "images")
+    # The records carry the indexer's paths, which the query service serves back, and only
+    # from inside its own images directory.
     assert written["mountPath"] == read["mountPath"] == env(indexer)["FASHIONRAG_IMAGES_DIR"]
+    assert env(query)["FASHIONRAG_IMAGES_DIR"] == read["mountPath"]
     assert not written.get("readOnly", False)
     assert read.get("readOnly") is True
 

@@ -75,19 +75,41 @@ def test_batches_never_exceed_the_batch_size() -> None:
     assert sum(len(batch) for batch in run.batches) == 15
 
 
-def test_zero_delay_runs_what_is_there_without_waiting() -> None:
+def test_zero_delay_runs_what_is_queued_and_waits_for_no_one() -> None:
     run = Recorder()
 
-    async def main() -> float:
+    async def main() -> list[list[int]]:
         b = batcher(run, max_delay_s=0)
         try:
-            started = time.perf_counter()
-            await b.submit([1])
-            return time.perf_counter() - started
+            # Both are queued before the worker first runs: they are what is there.
+            together = await asyncio.gather(b.submit([1]), b.submit([2]))
+            # Alone, with nothing more ever coming; the timeout only keeps a hang from
+            # stalling the suite.
+            alone = await asyncio.wait_for(b.submit([3]), timeout=30)
+            return [*together, alone]
         finally:
             await b.stop()
 
-    assert asyncio.run(main()) < 0.05
+    assert asyncio.run(main()) == [[2], [4], [6]]
+    assert run.batches == [[1, 2], [3]]
+
+
+def test_a_waiting_batch_takes_later_items_and_runs_once_full() -> None:
+    run = Recorder()
+
+    async def main() -> list[list[int]]:
+        # An hour's window: the batch can only run by filling up.
+        b = batcher(run, max_delay_s=3600, max_batch_size=3)
+        try:
+            first = asyncio.ensure_future(b.submit([1]))
+            await asyncio.sleep(0.01)  # the worker now holds [1] open for company
+            later = [asyncio.ensure_future(b.submit([i])) for i in (2, 3)]
+            return list(await asyncio.wait_for(asyncio.gather(first, *later), timeout=30))
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[2], [4], [6]]
+    assert run.batches == [[1, 2, 3]]
 
 
 def test_full_queue_refuses_at_once() -> None:

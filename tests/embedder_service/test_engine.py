@@ -1,4 +1,5 @@
-"""The engine's speed-ups keep the vectors: draft JPEG decoding, bf16, decoding on the device."""
+"""The engine's speed-ups keep the vectors: reduced decoding of large photos, bf16, decoding on
+the device."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from devstack.sample_data import photo_jpeg as photo
 from devstack.servers import TINY_MODEL
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
+from embedder_service.images import decode_reduced
 from embedder_service.model import OpenClipModel
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
@@ -43,9 +45,23 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
+def png(jpeg: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, "PNG")
+    return out.getvalue()
+
+
 @pytest.fixture(scope="module")
 def photos() -> list[bytes]:
-    return [photo(seed=s) for s in range(3)] + [photo(640, 960, seed=9)]
+    """Photos large enough to be decoded reduced (the short side at least twice the 448 pixels
+    kept, as many of Fashionpedia's are): a JPEG decodes at 1/2 or 1/4 scale, a PNG is shrunk
+    right after. A 1024x768 photo is not reduced at all: 768 / 2 would fall under 448."""
+    return [
+        photo(2048, 1536, seed=0),
+        photo(1800, 2400, seed=1),
+        photo(3000, 2000, seed=2),
+        png(photo(2000, 1500, seed=3)),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +69,15 @@ def vit_fp32(photos: list[bytes]) -> np.ndarray:
     return embed(engine("ViT-B-32", precision="fp32", jpeg_draft=False), photos)
 
 
-def test_draft_decoding_keeps_vectors_within_tolerance(
+def test_large_photos_decode_reduced_but_covering_the_models_input(photos: list[bytes]) -> None:
+    keep = 2 * 224  # ViT-B-32's input side, twice
+    for data in photos:
+        image, width, height = decode_reduced(data, 10**8, keep)
+        assert image.width < width and image.height < height
+        assert min(image.size) >= keep
+
+
+def test_reduced_decoding_keeps_vectors_within_tolerance(
     photos: list[bytes], vit_fp32: np.ndarray
 ) -> None:
     drafted = embed(engine("ViT-B-32", precision="fp32", jpeg_draft=True), photos)

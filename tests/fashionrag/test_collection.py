@@ -72,19 +72,27 @@ def test_same_model_passes_the_check() -> None:
 
 
 @pytest.mark.parametrize(
-    "other",
+    ("recorded", "other"),
     [
-        Model(model_name="ViT-L-14"),
-        Model(pretrained="openai"),
-        Model(dimension=768),
-        Model(pretrained="none", seed=1),
+        (Model(), Model(model_name="ViT-L-14")),
+        (Model(), Model(pretrained="openai")),
+        (Model(), Model(dimension=768)),
+        (Model(pretrained="none", seed=0), Model(pretrained="none", seed=1)),
     ],
+    ids=["name", "tag", "dimension", "seed"],
 )
-def test_another_model_is_refused_naming_both(other: ModelInfo) -> None:
+def test_another_model_is_refused_naming_both(recorded: ModelInfo, other: ModelInfo) -> None:
     with pytest.raises(ModelMismatch) as info:
-        collection.check_model("c", collection.model_metadata(Model()), other)
-    assert "ViT-B-32" in str(info.value)
-    assert other.model_name in str(info.value)
+        collection.check_model("c", collection.model_metadata(recorded), other)
+    # Each identity's own words, which differ exactly where the models do.
+    assert str(recorded) != str(other)
+    assert str(recorded) in str(info.value)
+    assert str(other) in str(info.value)
+    assert info.value.metadata == {
+        "collection": "c",
+        "collection_model": str(recorded),
+        "embedder_model": str(other),
+    }
 
 
 def test_collection_without_model_record_is_refused() -> None:

@@ -221,6 +221,8 @@ def locked_query(
         str(server_pair.cert),
         "--tls-key",
         str(server_pair.key),
+        "--images-dir",
+        str(images),
         wait=False,
         env={**embedder_doors, "FASHIONRAG_AUTH_TOKEN": QUERY_TOKEN},
     )

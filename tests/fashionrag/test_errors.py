@@ -322,6 +322,15 @@ def test_unavailable_relayed_keeps_the_backend_the_service_named() -> None:
     assert (error.reason, error.metadata) == ("BACKEND_UNAVAILABLE", {"backend": "chromadb"})
 
 
+def test_a_subclass_defined_elsewhere_is_never_what_a_client_gets() -> None:
+    class ElsewhereUnavailable(errors.Unavailable):  # as the indexer's DatasetUnavailable
+        pass
+
+    rpc_error = fail(errors.Unavailable("embedder down", metadata={"backend": "embedder"}))
+    error = errors.from_rpc_error(rpc_error, "query service at x", backend="query")
+    assert type(error) is errors.Unavailable, ElsewhereUnavailable
+
+
 def test_inconsistent_details_are_ignored_not_fatal() -> None:
     status = errors.to_status(errors.NotFound("another message"))
     trailers = (("grpc-status-details-bin", status.SerializeToString()),)

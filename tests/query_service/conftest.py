@@ -33,6 +33,13 @@ def indexed(
 def query(
     indexed: Path, embedder: servers.Server, chroma_url: str, logs_dir: Path
 ) -> Iterator[servers.Server]:
-    server = servers.start_query(logs_dir / "query.log", embedder.address, chroma_url, COLLECTION)
+    server = servers.start_query(
+        logs_dir / "query.log",
+        embedder.address,
+        chroma_url,
+        COLLECTION,
+        "--images-dir",
+        str(indexed),
+    )
     yield server
     server.stop()

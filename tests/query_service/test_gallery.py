@@ -70,12 +70,18 @@ def _outfits() -> list[Outfit]:
 
 
 @pytest.fixture(scope="module")
+def outfit_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The images directory of the outfits (the query service serves files inside it only)."""
+    return tmp_path_factory.mktemp("gallery-outfits")
+
+
+@pytest.fixture(scope="module")
 def photos(
-    embedder: servers.Server, chroma_url: str, tmp_path_factory: pytest.TempPathFactory
+    embedder: servers.Server, chroma_url: str, outfit_images: Path
 ) -> dict[str, list[GarmentRecord]]:
     """The outfits written as the indexer writes them (files, garment records from the
     embedder's regions, photo records); photo id → its garments."""
-    images = tmp_path_factory.mktemp("gallery-outfits") / "train"
+    images = outfit_images / "train"
     images.mkdir()
     outfits = _outfits()
     with EmbedderClient(embedder.address, timeout=60) as client:
@@ -132,12 +138,18 @@ def photos(
 @pytest.fixture(scope="module")
 def query(
     photos: dict[str, list[GarmentRecord]],
+    outfit_images: Path,
     embedder: servers.Server,
     chroma_url: str,
     logs_dir: Path,
 ) -> Iterator[servers.Server]:
     server = servers.start_query(
-        logs_dir / "query-gallery.log", embedder.address, chroma_url, COLLECTION
+        logs_dir / "query-gallery.log",
+        embedder.address,
+        chroma_url,
+        COLLECTION,
+        "--images-dir",
+        str(outfit_images),
     )
     yield server
     server.stop()

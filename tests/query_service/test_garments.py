@@ -189,26 +189,31 @@ def test_red_tops_finds_every_photo_with_a_red_top_and_only_those(
         assert Path(hit.record.path).is_file()
 
 
-def test_garment_distances_are_the_collections(
+def test_garment_distances_are_the_collections_and_one_minus_the_dot_product(
     client: QueryClient, embedder: servers.Server, chroma_url: str
 ) -> None:
     with EmbedderClient(embedder.address) as embed:
         vector = embed.embed_text("red tops")
-    direct = (
-        connect(chroma_url)
-        .get_collection(garments_collection_name(COLLECTION))
-        .query(
-            query_embeddings=[vector.tolist()],
-            n_results=100,
-            where=garment_filter([(TOPS, ["red"])]),
-            include=["distances"],
-        )
+    garments = connect(chroma_url).get_collection(garments_collection_name(COLLECTION))
+    direct = garments.query(
+        query_embeddings=[vector.tolist()],
+        n_results=100,
+        where=garment_filter([(TOPS, ["red"])]),
+        include=["distances"],
     )
     expected = dict(zip(direct["ids"][0], direct["distances"][0], strict=True))
-    matches = [g for hit in client.text("red tops", top_k=20).hits for g in hit.garments]
+    outcome = client.text("red tops", top_k=20)
+    assert outcome.grain == "garment"
+    matches = [g for hit in outcome.hits for g in hit.garments]
     assert {g.id for g in matches} == set(expected)
+    stored = garments.get(ids=[g.id for g in matches], include=["embeddings"])
+    vectors = dict(zip(stored["ids"], np.asarray(stored["embeddings"]), strict=True))
     for match in matches:
         assert match.distance == pytest.approx(max(0.0, expected[match.id]), abs=1e-5)
+        by_dot = max(0.0, 1.0 - float(np.dot(vector, vectors[match.id])))
+        assert abs(match.distance - by_dot) < 1e-4, match.id
+    for hit in outcome.hits:
+        assert hit.distance == min(g.distance for g in hit.garments)
 
 
 def test_a_photo_with_two_matching_shoes_appears_once_with_both(
