@@ -259,7 +259,13 @@ def against_the_limit(
 
     asyncio.run(run())
     fp32_peak = peaks["fp32"]
-    rows = [["GFLOP/s, torch fp32 matmul 2048^3 (best of 5)", f"{fp32_peak / 1e9:.0f}", "1.00x"]]
+    rows = [
+        [
+            "GFLOP/s, torch fp32 matmul 2048^3 (best of all rounds)",
+            f"{fp32_peak / 1e9:.0f}",
+            "1.00x",
+        ]
+    ]
     rows += [
         [
             f"GFLOP/s, torch {p} matmul 2048^3 (best of all rounds)",
