@@ -30,7 +30,7 @@ from devstack.servers import Server, resident_mb, start_embedder
 from embedder_service.client import EmbedderClient
 from embedder_service.engine import EmbedEngine
 from embedder_service.images import decode_reduced
-from embedder_service.model import OpenClipModel
+from embedder_service.model import OpenClipModel, cpu_has_amx
 from embedder_service.settings import EmbedderSettings
 
 BATCH = 32
@@ -181,6 +181,134 @@ def text_latencies(settings: EmbedderSettings, texts: list[str]) -> list[list[st
     return rows
 
 
+def matmul_rate(precision: str, n: int = 2048, repeat: int = 5) -> float:
+    """FLOP/s of one n x n by n x n matrix product on this machine's CPU, best of `repeat`: the
+    rate that a model made of matrix products can hope to reach."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def flops_per_image(model_name: str) -> float:
+    """Floating-point operations of one image through the model's image tower, counted by torch
+    (each multiply-add counts 2)."""
+    import open_clip
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = open_clip.create_model(model_name, device="cpu").eval()
+    size = model.visual.image_size
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.encode_image(torch.zeros(1, 3, *size))
+    return float(counter.get_total_flops())
+
+
+def against_the_limit(
+    model_name: str, precisions: list[str], data: list[bytes], texts: list[str]
+) -> list[list[str]]:
+    """The embedder's batch throughput (engine in-process, and the model's forward pass alone
+    on already decoded images) at each precision, as FLOP/s against the machine's fp32 matmul
+    rate; the precisions take turns, medians of REPEAT rounds with their spread. Past fp32, the
+    lowest cosine of its image vectors to fp32's and the top-10 agreement of text queries over
+    the images."""
+    # The matmul rate is measured again in each round, beside the model: the best of all.
+    peaks = {p: matmul_rate(p) for p in precisions}
+    flops = flops_per_image(model_name)
+    settings = {
+        p: EmbedderSettings.model_validate(
+            {"model": model_name, "pretrained": "none", "device": "cpu", "precision": p}
+        )
+        for p in precisions
+    }
+    models = {p: OpenClipModel.load(settings[p]) for p in precisions}
+    engines = {p: EmbedEngine(models[p], settings[p]) for p in precisions}
+    items = [(str(i), d) for i, d in enumerate(data)]
+    decoded = [models["fp32"].preprocess(Image.open(io.BytesIO(d)).convert("RGB")) for d in data]
+    engine_rates: dict[str, list[float]] = {p: [] for p in precisions}
+    model_rates: dict[str, list[float]] = {p: [] for p in precisions}
+    vectors: dict[str, np.ndarray] = {}
+
+    async def run() -> None:
+        for p in precisions:
+            await engines[p].embed_images(items[:2])  # warm-up
+            models[p].embed_images(decoded[:2])
+        for r in range(REPEAT):
+            for p in precisions if r % 2 == 0 else precisions[::-1]:
+                peaks[p] = max(peaks[p], matmul_rate(p, repeat=2))
+                outcomes = []
+                started = time.perf_counter()
+                for start in range(0, len(items), BATCH):
+                    outcomes += await engines[p].embed_images(items[start : start + BATCH])
+                engine_rates[p].append(len(items) / (time.perf_counter() - started))
+                vectors[p] = np.stack([o.vector for o in outcomes if o.vector is not None])
+                started = time.perf_counter()
+                for start in range(0, len(decoded), BATCH):
+                    models[p].embed_images(decoded[start : start + BATCH])
+                model_rates[p].append(len(decoded) / (time.perf_counter() - started))
+        for engine in engines.values():
+            await engine.close()
+
+    asyncio.run(run())
+    fp32_peak = peaks["fp32"]
+    rows = [
+        [
+            "GFLOP/s, torch fp32 matmul 2048^3 (best of all rounds)",
+            f"{fp32_peak / 1e9:.0f}",
+            "1.00x",
+        ]
+    ]
+    rows += [
+        [
+            f"GFLOP/s, torch {p} matmul 2048^3 (best of all rounds)",
+            f"{peaks[p] / 1e9:.0f}",
+            f"{peaks[p] / fp32_peak:.2f}x",
+        ]
+        for p in precisions[1:]
+    ]
+    rows.append(
+        [f"GFLOP per image, {model_name} image tower (FlopCounterMode)", f"{flops / 1e9:.2f}", ""]
+    )
+    text_ranks = {
+        p: np.argsort(-(models[p].embed_texts(texts)[0] @ vectors[p].T), axis=1)[:, :10]
+        for p in precisions
+    }
+    for p in precisions:
+        for label, measured in (
+            (f"engine in-process, batch {BATCH}, decode included", engine_rates[p]),
+            (f"model forward alone, batch {BATCH}", model_rates[p]),
+        ):
+            rate = statistics.median(measured)
+            spread = f"{min(measured):.1f}-{max(measured):.1f}"
+            agree = ""
+            if p != "fp32" and label.startswith("engine"):
+                cosine = float(np.min(np.sum(vectors[p] * vectors["fp32"], axis=1)))
+                shared = np.mean(
+                    [
+                        len(set(a) & set(b)) / 10
+                        for a, b in zip(text_ranks[p], text_ranks["fp32"], strict=True)
+                    ]
+                )
+                agree = f"; vs fp32: cosine >= {cosine:.4f}, top-10 agreement {shared:.1%}"
+            rows.append(
+                [
+                    f"images/s, {p}, {label} (rounds {spread}) = GFLOP/s{agree}",
+                    f"{rate:.2f} = {rate * flops / 1e9:.0f}",
+                    f"{rate * flops / fp32_peak:.0%} of fp32 matmul"
+                    + (f", {rate * flops / peaks[p]:.0%} of {p} matmul" if p != "fp32" else ""),
+                ]
+            )
+    return rows
+
+
 def text_latency_under_image_load(
     model: str, flags: list[str], side: int = 4000, burst: int = 8
 ) -> list[list[str]]:
@@ -270,9 +398,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--texts", type=int, default=128)
     parser.add_argument("--model", default="ViT-B-32")
-    parser.add_argument("--precision", default="auto")
+    # The original way runs fp32: so does the embedder, unless asked (the limits rows show bf16).
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument(
         "--text-only", action="store_true", help="only the text-latency rows (a short run)"
+    )
+    parser.add_argument(
+        "--limits-only",
+        action="store_true",
+        help="only the image throughput against the machine's matmul rate (a short run)",
     )
     parser.add_argument(
         "--image-load-only",
@@ -307,8 +441,10 @@ def main() -> None:
             )
         )
         return
-    print("texts: open_clip on all positions vs the real length...", flush=True)
-    text_rows = text_latencies(settings, texts)
+    text_rows = []
+    if not args.limits_only:
+        print("texts: open_clip on all positions vs the real length...", flush=True)
+        text_rows = text_latencies(settings, texts)
     if args.text_only:
         print(
             write_results(
@@ -323,6 +459,24 @@ def main() -> None:
         )
         return
 
+    precisions = ["fp32", "bf16"] if cpu_has_amx() else ["fp32"]
+    print("image throughput against the machine's matmul rate...", flush=True)
+    limit_rows = against_the_limit(args.model, precisions, data, texts)
+    if args.limits_only:
+        print(
+            write_results(
+                "embedder_limits",
+                "Embedder image throughput against the machine's matmul rate",
+                f"{args.model} with random weights (--pretrained none), CPU, {args.images} "
+                f"photo-like JPEGs of about 1024x700, batch {BATCH}, precisions alternated, "
+                f"medians of {REPEAT} rounds; top-10 agreement: {len(texts)} text queries over "
+                "the images",
+                ["measure", "value", "vs baseline"],
+                limit_rows,
+                [],
+            )
+        )
+        return
     print("original way (Chroma OpenCLIPEmbeddingFunction, 1 image per call)...", flush=True)
     original = original_way(args.model, data)
     print("engine in-process...", flush=True)
@@ -356,6 +510,7 @@ def main() -> None:
             f"{batched / unbatched:.2f}x",
         ],
         *text_rows,
+        *limit_rows,
         *text_latency_under_image_load(args.model, flags),
         *reduced_decoding(args.model),
     ]

@@ -1,32 +1,53 @@
-"""Search latency through the query service (gRPC, by way of QueryClient) against a collection
-of 10,000 vectors, with 1 and 8 concurrent callers, beside the bare cost of the same work
-in-process: the text embedded by the model directly and a direct ChromaDB query.
+"""Search latency and throughput through the query service (gRPC, by way of QueryClient) against
+a collection of 10,000 vectors, with 1 and 8 concurrent callers, beside the bare way in the same
+run: open_clip's own `encode_text` in-process plus a direct ChromaDB query.
 
-    python -m benchmarks.bench_query [--vectors 10000] [--model ViT-B-32]
+The two shapes are made fair: the same precision on both sides (fp32, and a bf16 row on a CPU
+with AMX where both sides run bf16), the same OpenMP wait policy, the same number of calls, and
+one model behind a lock for the bare way's 8 callers (the service too runs one model worker, and
+8 threads in one torch model on 2 cores only fight for them). The two ways take turns, round by
+round, so that a busy neighbour slows both alike; a row gives the pooled p50 and p95 and the
+spread of the per-round p50s (or throughputs). The bf16 row prints the top-10 agreement of its
+results with fp32's (same texts, same collection) beside its speed.
+
+    python -m benchmarks.bench_query [--vectors 10000] [--rounds 3] [--model ViT-B-32]
 """
 
 from __future__ import annotations
 
+import os
+
+# Before torch is imported: the embedder's own setting, so both sides wait for work alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
+import contextlib
 import logging
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks.common import write_results
-from devstack.servers import start_chroma, start_embedder, start_query
+from devstack.servers import Server, start_chroma, start_embedder, start_query
 from embedder_service.client import EmbedderClient
-from embedder_service.model import OpenClipModel
-from embedder_service.settings import ModelSettings
+from embedder_service.model import cpu_has_amx
 from fashionrag.collection import ImageRecord
 from fashionrag.collection_store import connect, open_collections
 from fashionrag.fashionpedia import CATEGORIES
 from query_service.client import QueryClient
+
+CALLERS = (1, 8)
+QUIET = ("--log-level", "WARNING")
+WORDS = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
+STYLES = ["casual", "evening", "vintage", "sporty", "elegant", "bold", "plain", "bright"]
 
 
 def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
@@ -57,118 +78,248 @@ def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
         )
 
 
-def latencies(call: Callable[[str], object], texts: list[str], callers: int) -> list[float]:
-    """Per-call seconds when `callers` threads share `texts`."""
+def texts(tag: str, n: int) -> list[str]:
+    """`n` different texts naming no garment (photo grain on both sides); the service's text
+    cache never hits."""
+    return [f"a {WORDS[i % 8]} {STYLES[i // 8 % 8]} look {tag}{i}" for i in range(n)]
 
+
+@dataclass
+class Tally:
+    """Per-call seconds and, per round, the p50 and the calls per second."""
+
+    calls: list[float] = field(default_factory=list)
+    round_p50: list[float] = field(default_factory=list)
+    round_rate: list[float] = field(default_factory=list)
+
+    def add(self, seconds: list[float], wall: float) -> None:
+        self.calls += seconds
+        self.round_p50.append(statistics.median(seconds))
+        self.round_rate.append(len(seconds) / wall)
+
+    def p(self, q: int) -> float:
+        """The q-th percentile of all calls, in ms."""
+        return statistics.quantiles(self.calls, n=100, method="inclusive")[q - 1] * 1000
+
+    def p50_spread(self) -> str:
+        return f"{min(self.round_p50) * 1000:.0f}-{max(self.round_p50) * 1000:.0f}"
+
+    def rate(self) -> float:
+        return statistics.median(self.round_rate)
+
+    def rate_spread(self) -> str:
+        return f"{min(self.round_rate):.1f}-{max(self.round_rate):.1f}"
+
+
+def one_round(call: Callable[[str], object], batch: list[str], callers: int, tally: Tally) -> None:
     def timed(text: str) -> float:
         started = time.perf_counter()
         call(text)
         return time.perf_counter() - started
 
+    started = time.perf_counter()
     with ThreadPoolExecutor(callers) as pool:
-        return list(pool.map(timed, texts))
+        seconds = list(pool.map(timed, batch))
+    tally.add(seconds, time.perf_counter() - started)
 
 
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] * 1000
+class BareWay:
+    """open_clip's `encode_text` (all the context's positions) on the embedder's seeded weights,
+    in this process, then a direct ChromaDB query; one model behind a lock, as the service runs
+    one model worker."""
+
+    def __init__(self, model_name: str, precision: str, chroma_url: str) -> None:
+        import open_clip
+        import torch
+
+        self._torch = torch
+        torch.manual_seed(0)  # the embedder's --seed 0: the same random weights
+        dtype = {"fp32": "fp32", "bf16": "bf16"}[precision]
+        self._model = open_clip.create_model(model_name, precision=dtype, device="cpu").eval()
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        self._lock = threading.Lock()
+        self._collection = connect(chroma_url).get_collection("bench")
+
+    def embed(self, text: str) -> np.ndarray:
+        with self._lock, self._torch.inference_mode():
+            vector = self._model.encode_text(self._tokenizer([text]))
+            vector = self._torch.nn.functional.normalize(vector.float(), dim=-1)
+        return vector[0].numpy()
+
+    def search(self, text: str) -> Any:
+        return self._collection.query(
+            query_embeddings=[self.embed(text).tolist()],
+            n_results=10,
+            include=["metadatas", "distances"],
+        )
+
+
+def embedder(model: str, precision: str, max_delay_ms: str | None) -> Server:
+    """The embedder service at `precision`, SERVING."""
+    delay = ("--max-delay-ms", max_delay_ms) if max_delay_ms is not None else ()
+    return start_embedder(
+        None, "--device", "cpu", *delay, *QUIET, model=model, precision=precision, timeout=300
+    )
+
+
+@contextlib.contextmanager
+def query_service(embedder_address: str, chroma_url: str) -> Iterator[QueryClient]:
+    """A query service on that embedder, with one client (one channel) shared by every caller
+    thread, as a service would."""
+    with (
+        start_query(
+            None,
+            embedder_address,
+            chroma_url,
+            "bench",
+            "--auto-category",
+            "off",
+            *QUIET,
+            http_port=0,
+            timeout=60,
+        ) as query,
+        QueryClient(query.address, timeout=60) as client,
+    ):
+        outcome = client.text("warm-up", top_k=10)
+        assert outcome.grain == "photo", outcome.grain
+        yield client
+
+
+def measure(
+    service: QueryClient, bare: BareWay, tag: str, rounds: int, queries: int
+) -> dict[tuple[str, int], Tally]:
+    """The service and the bare way taking turns (which goes first alternates), `rounds` rounds
+    of `queries` distinct texts per caller count."""
+    bare.search("warm-up")
+    ways: dict[str, Callable[[str], object]] = {
+        "service": lambda text: service.text(text, top_k=10),
+        "bare": bare.search,
+    }
+    tallies = {(way, c): Tally() for way in ways for c in CALLERS}
+    for r in range(rounds):
+        order = list(ways) if r % 2 == 0 else list(reversed(ways))
+        for callers in CALLERS:
+            batch = texts(f"{tag}{r}-{callers}-", queries * (1 if callers == 1 else 2))
+            for way in order:
+                one_round(ways[way], batch, callers, tallies[way, callers])
+    return tallies
+
+
+def agreement(fp32: QueryClient, bf16: QueryClient, n: int) -> float:
+    """Mean share of top-10 ids the bf16 service has in common with fp32's, for the same texts
+    over the same collection."""
+    shared = []
+    for text in texts("agree-", n):
+        a = {h.record.id for h in fp32.text(text, top_k=10).hits}
+        b = {h.record.id for h in bf16.text(text, top_k=10).hits}
+        shared.append(len(a & b) / 10)
+    return statistics.mean(shared)
+
+
+def rows_of(label: str, tallies: dict[tuple[str, int], Tally], extra: str) -> list[list[str]]:
+    rows = []
+    for callers in CALLERS:
+        s, b = tallies["service", callers], tallies["bare", callers]
+        rows.append(
+            [
+                f"{label}, {callers} caller{'s' if callers > 1 else ''}",
+                f"{s.p(50):.0f} / {s.p(95):.0f} ({s.p50_spread()})",
+                f"{b.p(50):.0f} / {b.p(95):.0f} ({b.p50_spread()})",
+                f"**{b.p(50) / s.p(50):.2f}x**",
+                f"{s.rate():.1f} ({s.rate_spread()})",
+                f"{b.rate():.1f} ({b.rate_spread()})",
+                f"**{s.rate() / b.rate():.2f}x**",
+                extra,
+            ]
+        )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_query")
     parser.add_argument("--vectors", type=int, default=10_000)
-    parser.add_argument("--queries", type=int, default=48)
+    parser.add_argument(
+        "--queries", type=int, default=12, help="calls per round with 1 caller (8 callers: 2x)"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ViT-B-32")
+    parser.add_argument(
+        "--max-delay-ms", default=None, help="the embedder's batching window (default: its own)"
+    )
+    parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the bf16 row: auto = only on a CPU with AMX",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    words = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
-    garments = ["dress", "tops", "jacket", "shoes", "skirt", "coat", "bag", "pants"]
+    precisions = ["fp32"]
+    if args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_amx()):
+        precisions.append("bf16")
 
-    def texts(tag: str) -> list[str]:  # all different: the service's cache must not help
-        return [
-            f"a {words[i % 8]} {garments[i // 8 % 8]} photo {tag}{i}" for i in range(args.queries)
-        ]
-
-    rows = []
-    quiet = ("--log-level", "WARNING")
+    rows: list[list[str]] = []
+    notes: list[str] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_chroma(Path(tmp) / "chroma", Path(tmp) / "chroma.log") as chroma,
+        contextlib.ExitStack() as stack,
     ):
-        with (
-            start_embedder(None, "--device", "cpu", *quiet, model=args.model, timeout=300) as emb,
-            EmbedderClient(emb.address) as client,
-        ):
+        embedders = {
+            p: stack.enter_context(embedder(args.model, p, args.max_delay_ms)) for p in precisions
+        }
+        with EmbedderClient(embedders["fp32"].address) as client:
             fill(chroma.http, client, args.vectors)
-            with (
-                start_query(
-                    None,
-                    emb.address,
-                    chroma.http,
-                    "bench",
-                    "--auto-category",
-                    "off",
-                    *quiet,
-                    http_port=0,
-                    timeout=60,
-                ) as query,
-                # One client (one channel) shared by every caller thread, as a service would.
-                QueryClient(query.address, timeout=60) as search_client,
-            ):
-
-                def search(text: str) -> object:
-                    return search_client.text(text, top_k=10)
-
-                search("warm-up")
-                service = {c: latencies(search, texts(f"s{c}-"), c) for c in (1, 8)}
-        # The bare cost, with the embedder service gone: model in-process, direct query.
-        model = OpenClipModel.load(
-            ModelSettings.model_validate(
-                {"model": args.model, "pretrained": "none", "device": "cpu"}
+        clients = {
+            p: stack.enter_context(query_service(server.address, chroma.http))
+            for p, server in embedders.items()
+        }
+        for p in precisions:
+            print(f"{p}: service and bare way, taking turns...", flush=True)
+            bare = BareWay(args.model, p, chroma.http)
+            tallies = measure(clients[p], bare, p, args.rounds, args.queries)
+            extra = ""
+            if p != "fp32":
+                share = agreement(clients["fp32"], clients[p], 24)
+                extra = f"top-10 agreement with fp32: {share:.1%}"
+                notes.append(f"- {p}: {extra} (24 texts, the same 10,000 vectors)")
+            rows += rows_of(p, tallies, extra)
+            one = tallies["service", 1].p(50)
+            notes.append(
+                f"- {p}, one caller: service p50 {one:.0f} ms (goal <= 25 ms: "
+                f"{'met' if one <= 25 else 'not met'}), "
+                f"{tallies['bare', 1].p(50) / one:.2f}x faster than bare (goal >= 3x); "
+                f"8 callers: {tallies['service', 8].rate() / tallies['bare', 8].rate():.2f}x "
+                "the bare way's throughput (goal >= 3x)"
             )
-        )
-        collection = connect(chroma.http).get_collection("bench")
+            del bare
 
-        def bare(text: str) -> object:
-            vector = model.embed_texts([text])[0][0]
-            return collection.query(
-                query_embeddings=[vector.tolist()],
-                n_results=10,
-                include=["metadatas", "distances"],
-            )
-
-        bare("warm-up")
-        direct = {c: latencies(bare, texts(f"b{c}-"), c) for c in (1, 8)}
-
-    for callers in (1, 8):
-        s, b = service[callers], direct[callers]
-        rows.append(
-            [
-                f"{callers}",
-                f"{p(s, 50):.0f}",
-                f"{p(s, 95):.0f}",
-                f"{p(b, 50):.0f}",
-                f"{p(b, 95):.0f}",
-                f"{p(s, 50) / p(b, 50):.2f}x",
-            ]
-        )
+    delay = args.max_delay_ms if args.max_delay_ms is not None else "its default"
     print(
         write_results(
             "query",
-            "Search latency (ms)",
+            "Search latency and throughput, service vs the bare way",
             f"{args.model} with random weights, CPU, {args.vectors} vectors in ChromaDB, top 10, "
-            f"{args.queries} distinct text queries per row (the text cache never hits)",
+            f"distinct texts (the text cache never hits), {args.rounds} rounds of "
+            f"{args.queries} calls (1 caller) and {2 * args.queries} calls (8 callers) per way, "
+            f"the ways alternated; embedder --max-delay-ms {delay}",
             [
-                "concurrent callers",
-                "service p50",
-                "service p95",
-                "bare p50",
-                "bare p95",
-                "service / bare (p50)",
+                "precision, callers",
+                "service p50 / p95 ms (round p50s)",
+                "bare p50 / p95 ms (round p50s)",
+                "bare / service p50",
+                "service calls/s (rounds)",
+                "bare calls/s (rounds)",
+                "service / bare calls/s",
+                "",
             ],
             rows,
             [
-                "- bare: the same text embedded by the model in-process plus a direct "
-                "ChromaDB query, no gRPC, no embedder service."
+                "- bare: open_clip's `encode_text` (all 77 positions) in-process at the same "
+                "precision and seeded weights, then a direct ChromaDB query; 8 callers share "
+                "one model behind a lock (the service runs one model worker too); "
+                "OMP_WAIT_POLICY=PASSIVE on both sides.",
+                *notes,
             ],
         )
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class Summary:
     failures_file: str = ""
     interrupted: bool = False
     error: str = ""  # why the run stopped early, when a fault outlasted the retries
+    # Seconds each stage worked (read, embed, write), summed over its threads: next to
+    # `seconds`, which stage holds the others back.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -146,6 +149,7 @@ class Indexer:
                 runner.run(batched(rows, self.batch_size))
             except Exception as exc:
                 summary.error = f"{type(exc).__name__}: {exc}"
+        summary.stage_seconds = {k: round(v, 3) for k, v in runner.busy_seconds.items()}
         counts = progress.counts
         summary.indexed, summary.skipped, summary.failed = (
             counts.indexed,

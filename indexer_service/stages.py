@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ class StageRunner:
     piling items up. Setting `stop` stops reading the source; what was read still goes through
     every stage (a flush). The first error of any stage is fatal: the source is no longer read,
     the items in flight are dropped, and `run` raises that error once every thread is done.
+    `busy_seconds` says how long each stage (and "read", the source) worked, summed over its
+    threads and not counting waits on its queues: the stage nearest to fully busy holds the
+    others back.
 
     Args:
         stages: the stages, in order; at least one.
@@ -59,6 +63,8 @@ class StageRunner:
         self.stop = stop or threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
+        self._busy_lock = threading.Lock()
+        self.busy_seconds: dict[str, float] = {"read": 0.0, **{s.name: 0.0 for s in self.stages}}
 
     @property
     def error(self) -> BaseException | None:
@@ -100,8 +106,14 @@ class StageRunner:
         if self._error is not None:
             raise self._error
 
+    def _busy(self, name: str, seconds: float) -> None:
+        with self._busy_lock:
+            self.busy_seconds[name] += seconds
+
     def _read(self, source: Iterable[Any], inbox: queue.Queue[Any]) -> None:
+        started = time.perf_counter()
         for item in source:
+            self._busy("read", time.perf_counter() - started)
             if self._error is not None:
                 return
             if self.stop.is_set():
@@ -109,17 +121,21 @@ class StageRunner:
                 return
             # Never blocks for good: after a fatal error every stage still drains its queue.
             inbox.put(item)
+            started = time.perf_counter()
 
     def _work(self, stage: Stage, inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None) -> None:
         while (item := inbox.get()) is not _DONE:
             if self._error is not None:
                 continue  # drain: the run is failing, and the stage before must not block
+            started = time.perf_counter()
             try:
                 result = stage.fn(item)
             except BaseException as exc:
                 log.error("stage %s failed: %s", stage.name, exc)
                 self._fail(exc)
                 continue
+            finally:
+                self._busy(stage.name, time.perf_counter() - started)
             if outbox is not None:
                 outbox.put(result)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +35,18 @@ def test_every_item_goes_through_every_stage() -> None:
     runner.run(range(100))
     assert sorted(sink.items) == [2 * i for i in range(100)]
     assert runner.error is None
+
+
+def test_busy_seconds_name_the_stage_that_works_longest() -> None:
+    def slow(item: int) -> int:
+        time.sleep(0.02)  # a lower bound on its busy time, whatever the machine's load
+        return item
+
+    runner = StageRunner([Stage("quick", lambda i: i), Stage("slow", slow)], queue_size=1)
+    runner.run(range(10))
+    assert set(runner.busy_seconds) == {"read", "quick", "slow"}
+    assert runner.busy_seconds["slow"] >= 0.2
+    assert max(runner.busy_seconds, key=runner.busy_seconds.__getitem__) == "slow"
 
 
 def test_items_leave_a_stage_as_they_finish_not_in_the_order_they_came() -> None:
