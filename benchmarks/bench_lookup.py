@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import chroma_server, write_results
-from fashionrag.collection import connect
+from benchmarks.common import write_results
+from devstack.servers import start_chroma
+from fashionrag.collection_store import connect
 from fashionrag.colours import COLOURS
 from fashionrag.fashionpedia import GARMENTS
 
@@ -676,7 +677,8 @@ def main() -> None:
     print(f"generated in {time.perf_counter() - started:.0f} s", flush=True)
     home = CACHE / f"g{args.garments}-p{args.photos}-s{args.seed}"
     home.mkdir(parents=True, exist_ok=True)
-    chroma, url = chroma_server(home / "chroma")
+    chroma = start_chroma(home / "chroma", timeout=120)
+    url = chroma.http
     try:
         client = connect(url)
         loaded = load(client, data, args.seed, home / "loaded.json")
@@ -713,8 +715,7 @@ def main() -> None:
             query(garments, v, K, None)
             bare.append(time.perf_counter() - t)
     finally:
-        chroma.terminate()
-        chroma.wait()
+        chroma.stop()
 
     goal = [
         r
