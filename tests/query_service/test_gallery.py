@@ -12,15 +12,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import numpy as np
 import pytest
 
 from devstack import servers
 from devstack.browser import Browser
-from devstack.garments import Outfit, draw_outfit
-from embedder_service.client import EmbedderClient, ImageRequest
-from fashionrag.collection import GarmentRecord, ImageRecord, garment_record_id, record_id
-from fashionrag.collection_store import CollectionWriter, connect, open_collections
+from devstack.outfit_index import outfits_with_red_tops, write_outfit_index
+from fashionrag.collection import GarmentRecord
 
 pytestmark = pytest.mark.integration
 
@@ -52,23 +49,6 @@ CHIPS = """[...document.querySelectorAll('#understood .term')].map((t) => ({
 }))"""
 
 
-def _outfits() -> list[Outfit]:
-    """PHOTOS outfits (seeded draws), with later seeds added until RED_TOPS wear a red top."""
-    chosen: list[Outfit] = []
-    red = 0
-    for seed in range(2000):
-        outfit = draw_outfit(np.random.default_rng(seed), 240, 320)
-        has_red_top = any(
-            g.category == TOPS and "red" in (g.colour, g.secondary) for g in outfit.garments
-        )
-        if len(chosen) < PHOTOS or (has_red_top and red < RED_TOPS):
-            chosen.append(outfit)
-            red += has_red_top
-        if len(chosen) >= PHOTOS and red >= RED_TOPS:
-            return chosen
-    raise AssertionError("too few red tops drawn")
-
-
 @pytest.fixture(scope="module")
 def outfit_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The images directory of the outfits (the query service serves files inside it only)."""
@@ -79,60 +59,10 @@ def outfit_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def photos(
     embedder: servers.Server, chroma_url: str, outfit_images: Path
 ) -> dict[str, list[GarmentRecord]]:
-    """The outfits written as the indexer writes them (files, garment records from the
-    embedder's regions, photo records); photo id → its garments."""
-    images = outfit_images / "train"
-    images.mkdir()
-    outfits = _outfits()
-    with EmbedderClient(embedder.address, timeout=60) as client:
-        embedded = client.embed_images(
-            [
-                ImageRequest(str(i), o.jpeg, [g.box for g in o.garments])
-                for i, o in enumerate(outfits)
-            ]
-        )
-        model = client.model_info()
-    chroma = connect(chroma_url)
-    writer = CollectionWriter(
-        chroma, open_collections(chroma, COLLECTION, model, create=True, recreate=True)
-    )
-    by_photo: dict[str, list[GarmentRecord]] = {}
-    photo_records, photo_vectors, garments, garment_vectors = [], [], [], []
-    for image_id, (outfit, result) in enumerate(zip(outfits, embedded, strict=True), 1):
-        assert result.vector is not None, result.error
-        path = images / f"{image_id}.jpg"
-        path.write_bytes(outfit.jpeg)
-        photo = ImageRecord(
-            record_id("train", image_id),
-            image_id,
-            "train",
-            str(path),
-            outfit.width,
-            outfit.height,
-            tuple(dict.fromkeys(g.category for g in outfit.garments)),
-        )
-        photo_records.append(photo)
-        photo_vectors.append(result.vector.tolist())
-        for box_id, (g, region) in enumerate(zip(outfit.garments, result.regions, strict=True)):
-            assert region.vector is not None, region.error
-            x0, y0, x1, y1 = g.box
-            record = GarmentRecord(
-                garment_record_id("train", image_id, box_id),
-                photo.id,
-                image_id,
-                "train",
-                g.category,
-                g.box,
-                (x1 - x0) * (y1 - y0) / (outfit.width * outfit.height),
-                g.colour,
-                g.secondary,
-            )
-            garments.append(record)
-            garment_vectors.append(region.vector.tolist())
-            by_photo.setdefault(photo.id, []).append(record)
-    writer.upsert_garments(garments, garment_vectors)
-    writer.upsert_photos(photo_records, photo_vectors)
-    return by_photo
+    """The outfits written as the indexer writes them (devstack.outfit_index); photo id → its
+    garments."""
+    outfits = [o for _, o in outfits_with_red_tops(PHOTOS, RED_TOPS, 240, 320)]
+    return write_outfit_index(outfits, embedder.address, chroma_url, COLLECTION, outfit_images)
 
 
 @pytest.fixture(scope="module")

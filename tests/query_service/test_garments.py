@@ -16,15 +16,13 @@ import numpy as np
 import pytest
 
 from devstack import servers
-from devstack.garments import Outfit, draw_outfit
-from embedder_service.client import EmbedderClient, ImageRequest
+from devstack.outfit_index import outfits_with_red_tops, write_outfit_index
+from embedder_service.client import EmbedderClient
 from fashionrag.collection import (
     GarmentRecord,
     ImageRecord,
     garment_filter,
-    garment_record_id,
     garments_collection_name,
-    record_id,
 )
 from fashionrag.collection_store import CollectionWriter, connect, open_collections
 from fashionrag.errors import InvalidArgument
@@ -57,84 +55,14 @@ class Index:
         }
 
 
-def _outfits() -> list[tuple[int, Outfit]]:
-    """The first PHOTOS seeds' outfits, with later seeds' added until RED_TOPS photos wear a red
-    top (the draw is random; the seeds make it the same every run)."""
-    chosen: list[tuple[int, Outfit]] = []
-    red = 0
-    for seed in range(2000):
-        outfit = draw_outfit(np.random.default_rng(seed), 150, 200)
-        has_red_top = any(
-            g.category == TOPS and "red" in (g.colour, g.secondary) for g in outfit.garments
-        )
-        if len(chosen) < PHOTOS or (has_red_top and red < RED_TOPS):
-            chosen.append((seed, outfit))
-            red += has_red_top
-        if len(chosen) >= PHOTOS and red >= RED_TOPS:
-            return chosen
-    raise AssertionError("too few red tops drawn")
-
-
 @pytest.fixture(scope="module")
 def index(
     embedder: servers.Server, chroma_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Index:
-    """The outfits written as the indexer writes them: files, then garment records (vectors of
-    the real embedder's regions), then photo records."""
+    """The outfits written as the indexer writes them (devstack.outfit_index)."""
     images = tmp_path_factory.mktemp("outfits")
-    (images / "train").mkdir()
-    outfits = _outfits()
-    with EmbedderClient(embedder.address, timeout=60) as client:
-        embedded = client.embed_images(
-            [
-                ImageRequest(str(seed), outfit.jpeg, [g.box for g in outfit.garments])
-                for seed, outfit in outfits
-            ]
-        )
-        model = client.model_info()
-    chroma = connect(chroma_url)
-    writer = CollectionWriter(
-        chroma, open_collections(chroma, COLLECTION, model, create=True, recreate=True)
-    )
-    photos: list[ImageRecord] = []
-    garments: list[GarmentRecord] = []
-    photo_vectors: list[list[float]] = []
-    garment_vectors: list[list[float]] = []
-    by_photo: dict[str, list[GarmentRecord]] = {}
-    for image_id, ((_, outfit), result) in enumerate(zip(outfits, embedded, strict=True), 1):
-        assert result.vector is not None, result.error
-        path = images / "train" / f"{image_id}.jpg"
-        path.write_bytes(outfit.jpeg)
-        photo = ImageRecord(
-            record_id("train", image_id),
-            image_id,
-            "train",
-            str(path),
-            outfit.width,
-            outfit.height,
-            tuple(dict.fromkeys(g.category for g in outfit.garments)),
-        )
-        photos.append(photo)
-        photo_vectors.append(result.vector.tolist())
-        for box_id, (g, region) in enumerate(zip(outfit.garments, result.regions, strict=True)):
-            assert region.vector is not None, region.error
-            x0, y0, x1, y1 = g.box
-            record = GarmentRecord(
-                garment_record_id("train", image_id, box_id),
-                photo.id,
-                image_id,
-                "train",
-                g.category,
-                g.box,
-                (x1 - x0) * (y1 - y0) / (outfit.width * outfit.height),
-                g.colour,
-                g.secondary,
-            )
-            garments.append(record)
-            garment_vectors.append(region.vector.tolist())
-            by_photo.setdefault(photo.id, []).append(record)
-    writer.upsert_garments(garments, garment_vectors)
-    writer.upsert_photos(photos, photo_vectors)
+    outfits = [o for _, o in outfits_with_red_tops(PHOTOS, RED_TOPS, 150, 200)]
+    by_photo = write_outfit_index(outfits, embedder.address, chroma_url, COLLECTION, images)
     return Index(by_photo, images)
 
 
