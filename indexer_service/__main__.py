@@ -25,16 +25,17 @@ log = logging.getLogger("indexer_service")
 
 
 def stop_on_signals(stop: threading.Event) -> None:
-    """The first Ctrl-C (or SIGTERM) stops reading and flushes what is in flight; a second
-    Ctrl-C interrupts at once."""
+    """The first SIGINT (Ctrl-C) or SIGTERM (what compose and Kubernetes send) stops reading and
+    flushes what is in flight; a second one of either aborts at once, as KeyboardInterrupt."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         log.warning(
             "%s: finishing the batches in flight (Ctrl-C again to abort)",
             signal.Signals(signum).name,
         )
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -95,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         print(f"indexer_service: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # No summary: its counts would leave out the batches dropped. Every record is written
+        # whole or not at all, so the next run goes on from what is there.
+        log.error("aborted: the batches in flight are dropped; run the same command again to go on")
+        return 130
     print(json.dumps(summary), flush=True)
     if summary["error"]:
         log.error("stopped early: %s; run the same command again to go on", summary["error"])

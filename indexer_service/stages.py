@@ -41,6 +41,8 @@ class StageRunner:
         stages: the stages, in order; at least one.
         queue_size: the most items waiting in front of each stage.
         stop: set it (e.g. on Ctrl-C) to stop reading and flush what is in flight.
+        failed: set when the first error comes, so that work in flight elsewhere (a retry
+            waiting out an outage) can give up at once.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class StageRunner:
         *,
         queue_size: int = 4,
         stop: threading.Event | None = None,
+        failed: threading.Event | None = None,
     ) -> None:
         if not stages:
             raise ValueError("a stage runner needs at least one stage")
@@ -57,6 +60,7 @@ class StageRunner:
         self.stages = list(stages)
         self.queue_size = queue_size
         self.stop = stop or threading.Event()
+        self.failed = failed or threading.Event()
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
 
@@ -127,3 +131,4 @@ class StageRunner:
         with self._error_lock:
             if self._error is None:
                 self._error = exc
+        self.failed.set()
