@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -98,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         # No summary: its counts would leave out the batches dropped. Every record is written
-        # whole or not at all, so the next run goes on from what is there.
+        # whole or not at all, so the next run goes on from what is there. The stages' threads
+        # may still sit in calls; leaving without the interpreter's teardown (which waits on
+        # gRPC's and the clients' shutdown, a second or more) is what "at once" means.
         log.error("aborted: the batches in flight are dropped; run the same command again to go on")
-        return 130
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(130)
     print(json.dumps(summary), flush=True)
     if summary["error"]:
         log.error("stopped early: %s; run the same command again to go on", summary["error"])
