@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,43 @@ def promtool_check(page: MetricsPage, binary: str, args: Sequence[str] = ()) -> 
     )
     said = (result.stdout + result.stderr).strip()
     return said or ("" if result.returncode == 0 else f"exit {result.returncode}")
+
+
+@dataclass(frozen=True)
+class EmbedderCounts:
+    """What an embedder has embedded since it started: whole photos, garment regions (box
+    crops), and images it refused (undecodable)."""
+
+    photos: int
+    regions: int
+    refused: int
+
+    def __sub__(self, other: EmbedderCounts) -> EmbedderCounts:
+        return EmbedderCounts(
+            self.photos - other.photos, self.regions - other.regions, self.refused - other.refused
+        )
+
+
+def embedder_counts(metrics_url: str) -> EmbedderCounts:
+    """The embedder's counts, read from its metrics at `metrics_url`."""
+    # The "images" series counts every forward-pass input, box crops too; "regions" them alone.
+    images = counter_total(metrics_url, "fashionrag_embedder_items", kind="images")
+    regions = counter_total(metrics_url, "fashionrag_embedder_items", kind="regions")
+    refused = counter_total(metrics_url, "fashionrag_embedder_item_errors", kind="images")
+    return EmbedderCounts(int(images - regions), int(regions), int(refused))
+
+
+def settled_embedder_counts(
+    metrics_url: str, quiet: float = 1.0, timeout: float = 30.0
+) -> EmbedderCounts:
+    """The embedder's counts once they have not moved for `quiet` seconds: requests of a client
+    that was just killed may still be embedded after it is gone."""
+    deadline = time.monotonic() + timeout
+    counts = embedder_counts(metrics_url)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = embedder_counts(metrics_url)
+        if now == counts:
+            return now
+        counts = now
+    raise TimeoutError(f"the embedder's counts at {metrics_url} still move after {timeout}s")

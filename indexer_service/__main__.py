@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,16 +26,17 @@ log = logging.getLogger("indexer_service")
 
 
 def stop_on_signals(stop: threading.Event) -> None:
-    """The first Ctrl-C (or SIGTERM) stops reading and flushes what is in flight; a second
-    Ctrl-C interrupts at once."""
+    """The first SIGINT (Ctrl-C) or SIGTERM (what compose and Kubernetes send) stops reading and
+    flushes what is in flight; a second one of either aborts at once, as KeyboardInterrupt."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
         log.warning(
             "%s: finishing the batches in flight (Ctrl-C again to abort)",
             signal.Signals(signum).name,
         )
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -95,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         print(f"indexer_service: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # No summary: its counts would leave out the batches dropped. Every record is written
+        # whole or not at all, so the next run goes on from what is there. The stages' threads
+        # may still sit in calls; leaving without the interpreter's teardown (which waits on
+        # gRPC's and the clients' shutdown, a second or more) is what "at once" means.
+        log.error("aborted: the batches in flight are dropped; run the same command again to go on")
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(130)
     print(json.dumps(summary), flush=True)
     if summary["error"]:
         log.error("stopped early: %s; run the same command again to go on", summary["error"])

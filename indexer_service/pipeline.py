@@ -22,6 +22,7 @@ from typing import Any
 from embedder_service.client import EmbedderClient, ImageRequest
 from fashionrag.collection import record_id
 from fashionrag.collection_store import CollectionWriter
+from fashionrag.errors import Unavailable
 from indexer_service.dataset import DatasetRow
 from indexer_service.failure_log import FailureLog
 from indexer_service.progress import Progress
@@ -114,7 +115,10 @@ class Indexer:
         self.regions = regions
         self.batch_size = batch_size
         self.concurrency = concurrency
-        self.retry = RetryPolicy(retry_seconds)
+        # Set when a stage fails: the retries elsewhere give up rather than wait out their own
+        # budgets, so the run ends when its first operation does.
+        self.failing = threading.Event()
+        self.retry = RetryPolicy(retry_seconds, cancel=self.failing)
         self.failures_file = failures_file or images_dir / f"failures-{split}.jsonl"
         self.stop = stop or threading.Event()
         self.shard = shard
@@ -143,7 +147,9 @@ class Indexer:
             # The reader waits for the embedders, the embedders for the writer.
             queue_size=2 * self.concurrency,
             stop=self.stop,
+            failed=self.failing,
         )
+        self.failing.clear()
         with progress, failures:
             try:
                 runner.run(batched(rows, self.batch_size))
@@ -162,8 +168,11 @@ class Indexer:
         if summary.error:
             return summary
         summary.interrupted = self.stop.is_set()
-        summary.collection_count = self.retry.call("count", self.store.count)
-        summary.garment_count = self.retry.call("count", self.store.garment_count)
+        try:
+            summary.collection_count = self.retry.call("ChromaDB count", self.store.count)
+            summary.garment_count = self.retry.call("ChromaDB count", self.store.garment_count)
+        except Unavailable as exc:
+            summary.error = f"{type(exc).__name__}: {exc}"
         return summary
 
     def _embed(self, batch: list[DatasetRow]) -> EmbeddedBatch:
@@ -183,11 +192,15 @@ class Indexer:
         ]
         # Garment boxes make a request several times the work of its photos alone: the
         # deadline is the client's for every `batch_size` items (photos and boxes), so a busy
-        # embedder is not cut off, and retried, in the middle of work it would finish.
+        # embedder is not cut off, and retried, in the middle of work it would finish. The
+        # retry policy cuts it to what is left of --retry-seconds: an embedder that is gone
+        # makes a call wait for its whole deadline.
         items = len(todo) + sum(len(request.boxes) for request in todo)
-        timeout = self.embedder.timeout * max(1.0, items / self.batch_size)
+        deadline = self.embedder.timeout * max(1.0, items / self.batch_size)
         outcomes = (
-            self.retry.call("embedding", lambda: self.embedder.embed_images(todo, timeout))
+            self.retry.call_with_deadline(
+                "embedding", lambda seconds: self.embedder.embed_images(todo, seconds), deadline
+            )
             if todo
             else []
         )

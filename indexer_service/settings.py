@@ -41,8 +41,9 @@ class IndexerSettings(EmbedderCallerSettings):
     retry_seconds: float = Field(
         600.0,
         ge=0,
-        description="how long one operation is retried through transient faults "
-        "(embedder restarting, ChromaDB away)",
+        description="how long one operation is retried through transient faults (embedder "
+        "restarting, ChromaDB away); it bounds the operation: embed deadlines are cut to what "
+        "is left of it, so a backend gone for good ends the run about this long after",
     )
     failures_file: str | None = Field(
         None,

@@ -153,3 +153,37 @@ def test_the_first_error_ends_the_run_and_is_raised(failing: str) -> None:
 def test_a_runner_needs_a_stage() -> None:
     with pytest.raises(ValueError):
         StageRunner([])
+
+
+def test_an_abort_in_the_calling_thread_leaves_without_waiting_for_the_stages() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def stuck(item: int) -> int:
+        started.set()
+        release.wait(WAIT)  # a call that would take long to finish
+        return item
+
+    def source() -> Iterator[int]:
+        yield 0
+        assert started.wait(WAIT)
+        raise KeyboardInterrupt  # a second Ctrl-C
+
+    runner = StageRunner([Stage("stuck", stuck)], queue_size=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(source())
+        assert not release.is_set()  # raised while the stage was still in its call
+        assert runner.failed.is_set()  # and told to give up
+    finally:
+        release.set()
+
+
+def test_a_failing_stage_sets_failed() -> None:
+    failed = threading.Event()
+
+    def boom(item: int) -> int:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        StageRunner([Stage("boom", boom)], failed=failed).run(range(3))
+    assert failed.is_set()
