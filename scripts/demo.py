@@ -160,7 +160,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     if args.dataset == "./sample_data" and not (ROOT / "sample_data").is_dir():
-        say("generating ./sample_data (random pictures in Fashionpedia's schema)")
+        say("generating ./sample_data (generated outfits in Fashionpedia's schema)")
         subprocess.run(
             [
                 PY,
