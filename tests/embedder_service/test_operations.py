@@ -337,7 +337,7 @@ def test_client_retries_a_full_queue_until_it_has_room(logs_dir: Path) -> None:
     retry = Tuned(server, metrics_port)
 
     def refusals() -> float:
-        return retry.metric(
+        return retry.metric_or_zero(
             "fashionrag_embedder_requests_total", method="EmbedTexts", code="RESOURCE_EXHAUSTED"
         )
 
@@ -346,7 +346,7 @@ def test_client_retries_a_full_queue_until_it_has_room(logs_dir: Path) -> None:
             client.model_info()
             filler = retry.stub.EmbedTexts.future(texts("a", "b", "c"), timeout=60)
             wait_until(
-                lambda: retry.metric("fashionrag_embedder_queue_depth", kind="texts") == 3,
+                lambda: retry.metric_or_zero("fashionrag_embedder_queue_depth", kind="texts") == 3,
                 "three texts wait",
             )
             before = refusals()
@@ -362,10 +362,10 @@ def test_client_retries_a_full_queue_until_it_has_room(logs_dir: Path) -> None:
 
 
 def test_environment_variables_set_what_no_flag_says_and_flags_win(metered: Tuned) -> None:
-    # FASHIONRAG_METRICS_PORT alone: metrics are served there.
-    assert metered.metric("fashionrag_embedder_queue_depth", kind="texts") == 0
     info = metered.stub.GetModelInfo(embedder_pb2.GetModelInfoRequest(), timeout=10).model
     assert info.seed == 6  # --seed 6 over FASHIONRAG_SEED=5
+    # FASHIONRAG_METRICS_PORT alone: metrics are served there, the call just made counted.
+    assert metered.metric("fashionrag_embedder_requests_total", method="GetModelInfo") >= 1
     # --log-format json over FASHIONRAG_LOG_FORMAT=text: checked line by line below.
     assert json.loads(metered.server.log().splitlines()[0])
 
@@ -384,7 +384,8 @@ def test_json_logs_are_one_object_per_line_with_the_request_id(metered: Tuned) -
 
 
 def requests_ok(server: Tuned, method: str) -> float:
-    return server.metric("fashionrag_embedder_requests_total", method=method, code="OK")
+    # Born on the method's first call: 0 before it.
+    return server.metric_or_zero("fashionrag_embedder_requests_total", method=method, code="OK")
 
 
 def test_client_splits_images_past_the_message_size_limit(metered: Tuned) -> None:
