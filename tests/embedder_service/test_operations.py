@@ -354,6 +354,10 @@ def test_client_retries_a_full_queue_until_it_has_room(logs_dir: Path) -> None:
             wait_until(lambda: refusals() > before, "the client's first try is refused")
             assert not retried.done()  # it backs off and tries again
             fourth = retry.stub.EmbedTexts.future(texts("f"), timeout=60)  # fills the batch
+            # The batcher takes the full batch off the queue on its own time: until it has, the
+            # queue still counts 4 and the next (raw, unretried) call would be refused. Once the
+            # batch's answer is back, it is off the queue.
+            fourth.result(timeout=60)
             company = retry.stub.EmbedTexts.future(texts("g", "h"), timeout=60)  # fills the next
             assert retried.result(timeout=60).shape == (2, 32)
             assert [len(f.result().results) for f in (filler, fourth, company)] == [3, 1, 2]
