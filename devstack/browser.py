@@ -22,6 +22,36 @@ import httpx
 import websocket
 
 CHROMIUM = "chromium"
+# Headless on a machine whose only network is the registries: without the background-networking
+# flags Chromium keeps trying to reach Google's hosts.
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def dump_dom(url: str, profile: Path, budget_ms: int = 15000, timeout: float = 120) -> str:
+    """The page at `url` as Chromium leaves it after `budget_ms` of virtual time (its scripts
+    run, its images load): the serialised DOM."""
+    return subprocess.run(
+        [
+            CHROMIUM,
+            *HEADLESS_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    ).stdout
 
 
 class BrowserError(RuntimeError):
@@ -53,14 +83,7 @@ class Browser:
         self._process = subprocess.Popen(
             [
                 self.chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_FLAGS,
                 "--hide-scrollbars",
                 "--remote-debugging-port=0",
                 f"--user-data-dir={self.profile_dir}",

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from devstack import servers
+from devstack.browser import dump_dom
 from devstack.certs import CertificateAuthority, Pair
 from embedder_service.client import EmbedderClient
 from fashionrag.bearer import check_bearer
@@ -320,25 +321,7 @@ def test_http_gallery_and_healthz_stay_open(locked_query: servers.Server) -> Non
 def test_gallery_asks_for_the_token_in_a_browser(
     locked_query: servers.Server, tmp_path: Path
 ) -> None:
-    dom = subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            f"{locked_query.http}/?q=something+red",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = dump_dom(f"{locked_query.http}/?q=something+red", tmp_path, budget_ms=10000)
     form = re.search(r"<form id=\"auth\"[^>]*>", dom)
     assert form is not None and "hidden" not in form.group(0), dom[-2000:]
     status = re.search(r'<div id="status"[^>]*class="error"[^>]*>([^<]*)<', dom)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from devstack import servers
+from devstack.browser import dump_dom
 from devstack.ports import free_port
 from indexer_service.dataset import load_split
 
@@ -165,29 +166,8 @@ def test_healthz_names_the_backend_that_is_down(embedder: servers.Server, logs_d
 
 
 def test_gallery_shows_results_as_images_in_a_browser(query: servers.Server) -> None:
-    chromium = "chromium"
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-                f"{query.http}/?q=something+green&k=10",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    dom = result.stdout
+        dom = dump_dom(f"{query.http}/?q=something+green&k=10", Path(profile))
     images = re.findall(r"<img[^>]*>", dom)
     results = [tag for tag in images if 'class="result"' in tag]
     assert len(results) == 10, dom[-2000:]
