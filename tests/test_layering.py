@@ -70,7 +70,9 @@ def importers_of(package: str, folders: tuple[str, ...]) -> list[str]:
         str(path.relative_to(ROOT))
         for folder in folders
         for path in (ROOT / folder).rglob("*")
+        # Code only: deploy/wheels holds gigabytes of wheels after `make smoke`.
         if path.is_file()
+        and (path.suffix in (".py", ".sh") or path.name.startswith("Dockerfile"))
         and "__pycache__" not in path.parts
         and any(name == package or name.startswith(f"{package}.") for name in imported(path))
     )
