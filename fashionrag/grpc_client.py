@@ -161,20 +161,12 @@ class GrpcClient:
             Unavailable: not SERVING within `timeout` seconds.
         """
         try:
-            response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=self.service_name),
-                timeout=timeout,
-                wait_for_ready=True,
-            )
+            self._require_serving(timeout, wait_for_ready=True)
         except grpc.RpcError as exc:
             raise Unavailable(
                 f"{self.label} at {self.target} not ready within {timeout:.0f}s: {exc}",
                 metadata={"backend": self.backend},
             ) from exc
-        if response.status != health_pb2.HealthCheckResponse.SERVING:
-            raise Unavailable(
-                f"{self.label} at {self.target} is not serving", metadata={"backend": self.backend}
-            )
 
     def check_serving(self, timeout: float = 1.0) -> None:
         """Ask, without waiting for a connection, whether a replica reports SERVING now.
@@ -184,11 +176,7 @@ class GrpcClient:
                 within `timeout` seconds; the message names the service and its address.
         """
         try:
-            response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=self.service_name),
-                timeout=timeout,
-                wait_for_ready=False,
-            )
+            self._require_serving(timeout, wait_for_ready=False)
         except grpc.RpcError as exc:
             code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
@@ -196,6 +184,19 @@ class GrpcClient:
                 f"{self.label} at {self.target}: {code}: {details}",
                 metadata={"backend": self.backend},
             ) from exc
+
+    def _require_serving(self, timeout: float, *, wait_for_ready: bool) -> None:
+        """Ask the health service once; the two callers differ only in waiting and wording.
+
+        Raises:
+            grpc.RpcError: the call failed.
+            Unavailable: it answered, but not SERVING.
+        """
+        response = self._health.Check(
+            health_pb2.HealthCheckRequest(service=self.service_name),
+            timeout=timeout,
+            wait_for_ready=wait_for_ready,
+        )
         if response.status != health_pb2.HealthCheckResponse.SERVING:
             raise Unavailable(
                 f"{self.label} at {self.target} is not serving", metadata={"backend": self.backend}
