@@ -87,6 +87,7 @@ bench: setup
 	$(PY) -m benchmarks.bench_embedder
 	$(PY) -m benchmarks.bench_indexer
 	$(PY) -m benchmarks.bench_query
+	$(PY) -m benchmarks.bench_health
 	$(PY) -m benchmarks.bench_regions
 	$(PY) -m benchmarks.bench_colour
 	# Filtered garment lookups at 250,000 garments: the first run loads them into

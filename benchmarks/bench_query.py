@@ -35,47 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import write_results
+from benchmarks.common import fill_photos, write_results
 from devstack.servers import Server, start_chroma, start_embedder, start_query
 from embedder_service.client import EmbedderClient
 from embedder_service.model import cpu_has_amx
-from fashionrag.collection import ImageRecord
-from fashionrag.collection_store import connect, open_collections
-from fashionrag.fashionpedia import CATEGORIES
+from fashionrag.collection_store import connect
 from query_service.client import QueryClient
 
 CALLERS = (1, 8)
 QUIET = ("--log-level", "WARNING")
 WORDS = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
 STYLES = ["casual", "evening", "vintage", "sporty", "elegant", "bold", "plain", "bright"]
-
-
-def fill(chroma_url: str, embedder: EmbedderClient, n: int) -> None:
-    """A collection of `n` random unit vectors with the contract's metadata, for this model."""
-    model = embedder.model_info()
-    collection = open_collections(connect(chroma_url), "bench", model, create=True).photos
-    rng = np.random.default_rng(0)
-    for start in range(0, n, 2000):
-        count = min(2000, n - start)
-        vectors = rng.normal(size=(count, model.dimension)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        records = [
-            ImageRecord(
-                f"train-{start + i}",
-                start + i,
-                "train",
-                f"/data/{start + i}.jpg",
-                640,
-                960,
-                (CATEGORIES[(start + i) % 27],),
-            )
-            for i in range(count)
-        ]
-        collection.upsert(
-            ids=[r.id for r in records],
-            embeddings=vectors.tolist(),
-            metadatas=[r.metadata() for r in records],
-        )
 
 
 def texts(tag: str, n: int) -> list[str]:
@@ -269,7 +239,7 @@ def main() -> None:
             p: stack.enter_context(embedder(args.model, p, args.max_delay_ms)) for p in precisions
         }
         with EmbedderClient(embedders["fp32"].address) as client:
-            fill(chroma.http, client, args.vectors)
+            fill_photos(chroma.http, client, args.vectors, "bench")
         clients = {
             p: stack.enter_context(query_service(server.address, chroma.http))
             for p, server in embedders.items()

@@ -10,7 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devstack.servers import ROOT
+from embedder_service.client import EmbedderClient
+from fashionrag.collection import ImageRecord
+from fashionrag.collection_store import connect, open_collections
+from fashionrag.fashionpedia import CATEGORIES
 
 RESULTS = ROOT / "bench_results"
 
@@ -65,3 +71,32 @@ def write_results(
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text(text)
     return text
+
+
+def fill_photos(chroma_url: str, embedder: EmbedderClient, n: int, collection_name: str) -> None:
+    """A collection `collection_name` of `n` random unit photo vectors with the contract's
+    metadata, for the embedder's model."""
+    model = embedder.model_info()
+    collection = open_collections(connect(chroma_url), collection_name, model, create=True).photos
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 2000):
+        count = min(2000, n - start)
+        vectors = rng.normal(size=(count, model.dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        records = [
+            ImageRecord(
+                f"train-{start + i}",
+                start + i,
+                "train",
+                f"/data/{start + i}.jpg",
+                640,
+                960,
+                (CATEGORIES[(start + i) % 27],),
+            )
+            for i in range(count)
+        ]
+        collection.upsert(
+            ids=[r.id for r in records],
+            embeddings=vectors.tolist(),
+            metadatas=[r.metadata() for r in records],
+        )

@@ -83,16 +83,19 @@ class BackendWatcher:
         wait = self.timeout if timeout is None else timeout
         outcomes = await asyncio.gather(*(self._check(b, wait) for b in self.backends))
         first = self._reported is None
+        # A new dict, not changes to the old: /healthz reads it from the HTTP front's thread.
+        problems = dict(self.problems)
         for backend, problem in zip(self.backends, outcomes, strict=True):
-            was_up = backend.name not in self.problems
+            was_up = backend.name not in problems
             if problem is None:
-                self.problems.pop(backend.name, None)
+                problems.pop(backend.name, None)
                 if not (was_up or first):
                     log.info("%s is back", backend.name)
             else:
-                self.problems[backend.name] = problem
+                problems[backend.name] = problem
                 if was_up or first:
                     log.warning("%s is down: %s", backend.name, problem)
+        self.problems = problems
         if self.healthy != self._reported:
             self._reported = self.healthy
             if self._on_change is not None:

@@ -4,8 +4,9 @@ uploads are read within limits (query_service.http_uploads), and /images serves 
 inside the images directory (query_service.image_files).
 
 Nothing here waits behind a search: searches run through the SearchGate (their own threads, a
-bounded number in flight), image lookups in a small pool of their own, and /healthz answers on
-the event loop from what the BackendWatcher last saw."""
+bounded number in flight), image lookups in a small pool of their own, and /healthz answers from
+what the BackendWatcher last saw, on a thread and event loop of its own (query_service.http_front:
+a flood of searches keeps the main loop busy)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from query_service.admission import SearchGate
 from query_service.backends import BackendWatcher
 from query_service.http_doors import install_doors
 from query_service.http_errors import JsonErrorRunner, errors_to_json
+from query_service.http_front import HttpFront, listen
 from query_service.http_metrics import install_metrics
 from query_service.http_uploads import UploadReader
 from query_service.image_files import ImageFiles
@@ -199,6 +201,38 @@ async def _stop_lookups(app: web.Application) -> None:
     app[LOOKUPS].shutdown(wait=False, cancel_futures=True)
 
 
+async def _one_answer_per_connection(request: web.Request, response: web.StreamResponse) -> None:
+    # The headers are made before this hook runs: say it as well as do it.
+    response.force_close()
+    response.headers["Connection"] = "close"
+
+
+def make_health_app(backends: BackendWatcher) -> web.Application:
+    """The app of the front door's own thread (query_service.http_front): /healthz only, with
+    the main app's error bodies and security headers; a probe's connection closes after its
+    answer, so no other request follows it there."""
+    app = web.Application(middlewares=[errors_to_json])
+    install_doors(app)
+    app.on_response_prepare.append(_one_answer_per_connection)
+    app[BACKENDS] = backends
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+class HttpServing:
+    """The HTTP side while it serves: the front door (the port, and /healthz) and the main app's
+    runner."""
+
+    def __init__(self, runner: web.AppRunner, front: HttpFront) -> None:
+        self.runner = runner
+        self.front = front
+
+    async def cleanup(self) -> None:
+        """Stop accepting, then close the main app's connections (as AppRunner.cleanup)."""
+        self.front.stop()
+        await self.runner.cleanup()
+
+
 async def start_http(
     core: SearchCore,
     gate: SearchGate,
@@ -210,8 +244,9 @@ async def start_http(
     auth_token: str = "",
     metrics: QueryMetrics | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
-) -> web.AppRunner:
-    """Serve the app on host:port; return the runner (await runner.cleanup() to stop)."""
+) -> HttpServing:
+    """Serve the app on host:port, /healthz by the front door's thread; await `cleanup()` on
+    what is returned to stop."""
     app = make_app(
         core,
         gate,
@@ -223,6 +258,14 @@ async def start_http(
     )
     runner = JsonErrorRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    assert runner.server is not None
+    try:
+        front = HttpFront(
+            listen(host, port), runner.server, asyncio.get_running_loop(), make_health_app(backends)
+        )
+        front.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     log.info("HTTP on http://%s:%d/ (gallery), /api/search, /images/<id>, /healthz", host, port)
-    return runner
+    return HttpServing(runner, front)

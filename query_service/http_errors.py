@@ -37,6 +37,7 @@ GRPC_CODES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+RETRY_AFTER_SECONDS = "1"
 # The headers of aiohttp's error responses that describe their text body, not the error.
 _BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
 
@@ -73,7 +74,9 @@ async def errors_to_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except FashionragError as exc:
-        return web.json_response(json_body(exc), status=exc.http_status)
+        # Too busy (429): say when to ask again, so that a polite client backs off.
+        headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.http_status == 429 else None
+        return web.json_response(json_body(exc), status=exc.http_status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects and the like are not errors
             raise

@@ -179,6 +179,7 @@ def test_http_search_is_429_while_the_embedder_queue_stays_full(
             refused = search(query, "second")
             assert refused.status_code == 429
             assert refused.json()["reason"] == "QUEUE_FULL"
+            assert refused.headers["Retry-After"] == "1"  # RFC 9110: when to ask again
             assert first.result(timeout=60).status_code == 200
     finally:
         query.stop()
