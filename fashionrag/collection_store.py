@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from fashionrag.collection import (
+    GARMENT_EF_SEARCH,
     SPACE,
     GarmentRecord,
     ImageRecord,
@@ -32,6 +33,8 @@ from fashionrag.model_info import ModelInfo
 
 Row = tuple[str, dict[str, Any], float]  # (record id, metadata, cosine distance)
 CHROMADB = {"backend": "chromadb"}  # the metadata of Unavailable errors from here
+# The HNSW configuration of a new index's collections: photos, garments.
+HNSW = ({"space": SPACE}, {"space": SPACE, "ef_search": GARMENT_EF_SEARCH})
 
 
 def connect(url: str) -> Any:
@@ -108,7 +111,7 @@ def open_collections(
                 metadata={"collection": name},
             )
         opened = []
-        for n in names:
+        for n, hnsw in zip(names, HNSW, strict=True):
             if n in existing:
                 opened.append(client.get_collection(n, embedding_function=None))
             elif create:
@@ -116,7 +119,7 @@ def open_collections(
                     client.get_or_create_collection(
                         n,
                         metadata=model_metadata(model),
-                        configuration={"hnsw": {"space": SPACE}},
+                        configuration={"hnsw": hnsw},
                         embedding_function=None,
                     )
                 )

@@ -38,10 +38,11 @@ GARMENTS_PER_PHOTO = 4
 GARMENTS_GROWTH = 8
 MAX_GARMENTS = 2000
 # Garment grain first asks for this many nearest garments with no filter and filters them here:
-# at 250,000 garment vectors (benchmarks/bench_lookup.py, ChromaDB 1.5.9, 2 cores) that took
-# p50 31 ms at recall 0.997 against 119 ms for one filtered query on the compound keys (an
-# unfiltered top-10: 2.7 ms). Too few matching photos among them falls back to filtered queries.
-OVERFETCH = 200
+# at 250,000 garment vectors (benchmarks/bench_lookup.py, ChromaDB 1.5.9, 2 cores, the garment
+# index's ef_search 1000) the whole lookup of "red tops" took p50 17 ms at recall@10 1.000; 200
+# took 23 ms at the same recall, one filtered query on the compound keys 41-62 ms. Too few
+# matching photos among them falls back to filtered queries, one per term.
+OVERFETCH = 100
 
 Row = tuple[str, dict[str, Any], float]
 
@@ -212,7 +213,7 @@ class SearchCore:
         nearest = self.collection.query_garments(vector, OVERFETCH, None)
         terms = [term for group in per_term for term in group]
         groups = group_by_photo([row for row in nearest if garment_matches(terms, row[1])])
-        wanted = self._eligible(groups, photos, parts)
+        wanted = self._eligible(groups, photos, parts, top_k)
         # Fewer rows than asked for: that was every garment, nothing more to find.
         if len(wanted) < top_k and len(nearest) >= OVERFETCH:
             rows: dict[str, Row] = {}
@@ -220,7 +221,7 @@ class SearchCore:
                 found = self._filtered(vector, top_k, garment_filter(group), photos, parts)
                 rows.update((row[0], row) for row in found)
             groups = group_by_photo(list(rows.values()))
-            wanted = self._eligible(groups, photos, parts)
+            wanted = self._eligible(groups, photos, parts, top_k)
         return [
             Hit(
                 rank,
@@ -245,7 +246,7 @@ class SearchCore:
         n = top_k * GARMENTS_PER_PHOTO
         while True:
             rows = self.collection.query_garments(vector, n, where)
-            wanted = self._eligible(group_by_photo(rows), photos, parts)
+            wanted = self._eligible(group_by_photo(rows), photos, parts, top_k)
             if len(wanted) >= top_k or len(rows) < n or n >= MAX_GARMENTS:
                 return rows
             n = min(n * GARMENTS_GROWTH, MAX_GARMENTS)
@@ -255,21 +256,35 @@ class SearchCore:
         groups: dict[str, list[GarmentMatch]],
         photos: dict[str, dict[str, Any] | None],
         parts: set[str],
+        top_k: int,
     ) -> list[str]:
-        """The photos of `groups`, in order, that may be answered: their records read (once,
-        into `photos`), with any of `parts` when there are parts."""
-        unseen = [pid for pid in groups if pid not in photos]
-        if unseen:
-            found = self.collection.photos(unseen)
-            photos.update({pid: found.get(pid) for pid in unseen})
-        # A photo whose record is missing is still being indexed (its garments are written
-        # first): left out until it is complete.
-        return [
-            pid
-            for pid in groups
-            if (meta := photos[pid]) is not None
-            and (not parts or parts & set(meta.get(KEY_CATEGORIES) or ()))
-        ]
+        """The first `top_k` photos of `groups`, in order, that may be answered: their records
+        read (once, into `photos`), with any of `parts` when there are parts.
+
+        Records are read only as far as needed, `top_k` ahead and twice as many each time more
+        are needed: an over-fetch groups a hundred photos or more, and reading all their
+        records took longer than the lookup itself (bench_lookup)."""
+        order = list(groups)
+        eligible: list[str] = []
+        done = 0
+        ahead = top_k
+        while len(eligible) < top_k and done < len(order):
+            chunk = order[done : done + ahead]
+            unseen = [pid for pid in chunk if pid not in photos]
+            if unseen:
+                found = self.collection.photos(unseen)
+                photos.update({pid: found.get(pid) for pid in unseen})
+            # A photo whose record is missing is still being indexed (its garments are written
+            # first): left out until it is complete.
+            eligible += [
+                pid
+                for pid in chunk
+                if (meta := photos[pid]) is not None
+                and (not parts or parts & set(meta.get(KEY_CATEGORIES) or ()))
+            ]
+            done += len(chunk)
+            ahead *= 2
+        return eligible[:top_k]
 
     def record(self, record_id: str) -> ImageRecord:
         """The indexed record with this id.

@@ -82,6 +82,7 @@ class FakeCollection:
         self.wheres: list[dict[str, Any] | None] = []
         self.garment_wheres: list[dict[str, Any] | None] = []
         self.garment_sizes: list[int] = []
+        self.photo_reads: list[list[str]] = []
 
     def open(self) -> Any:
         self.opened += 1
@@ -108,6 +109,7 @@ class FakeCollection:
         return sorted((r for r in rows if matches(r[1], where)), key=lambda r: r[2])[:n]
 
     def photos(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        self.photo_reads.append(list(ids))
         return {rid: meta for rid, meta, _ in self.rows if rid in ids}
 
     def get(self, record_id: str) -> dict[str, Any] | None:
@@ -524,3 +526,18 @@ def test_the_over_fetch_and_the_filtered_queries_answer_alike(
         (h.rank, h.record, h.distance, h.garments[0]) for h in expected.hits
     ]
     assert outcome.hits
+
+
+def test_only_the_records_of_the_photos_answered_are_read(embedder: FakeEmbedder) -> None:
+    # 60 photos with a red top in the over-fetch; the nearest (train-100) has no record yet.
+    photos = [(f"train-{i}", meta(i, TOPS), 0.5) for i in range(101, 160)]
+    tops = [garment(i, 1, TOPS, "red", 0.001 * (i - 99)) for i in range(100, 160)]
+    collection = FakeCollection(photos, tops)
+    core = SearchCore(embedder, collection, TextVectorCache(embedder.embed_text, 8))
+    outcome = core.search(SearchQuery(text="red tops", top_k=3))
+    assert ids(outcome) == ["train-101", "train-102", "train-103"]
+    # The first three, then (one was missing) the next six: not all sixty.
+    assert collection.photo_reads == [
+        ["train-100", "train-101", "train-102"],
+        ["train-103", "train-104", "train-105", "train-106", "train-107", "train-108"],
+    ]

@@ -19,6 +19,7 @@ from devstack import servers
 from devstack.outfit_index import outfits_with_red_tops, write_outfit_index
 from embedder_service.client import EmbedderClient
 from fashionrag.collection import (
+    GARMENT_EF_SEARCH,
     GarmentRecord,
     ImageRecord,
     garment_filter,
@@ -91,6 +92,15 @@ def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess
         timeout=60,
         env=servers.child_env(),
     )
+
+
+def test_the_garment_index_searches_wider_than_chromas_default(
+    index: Index, chroma_url: str
+) -> None:
+    chroma = connect(chroma_url)
+    garments = chroma.get_collection(garments_collection_name(COLLECTION))
+    assert garments.configuration["hnsw"]["ef_search"] == GARMENT_EF_SEARCH > 100
+    assert chroma.get_collection(COLLECTION).configuration["hnsw"]["ef_search"] == 100
 
 
 def test_red_tops_finds_every_photo_with_a_red_top_and_only_those(
