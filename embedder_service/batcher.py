@@ -1,5 +1,6 @@
 """Dynamic batching: requests from concurrent callers that arrive within a short window run as
-one forward pass, up to a batch size; a bounded queue refuses work past its limit at once.
+one forward pass, up to a batch size; a lone caller does not wait for company; a bounded queue
+refuses work past its limit at once.
 
 One batcher per kind of input (texts, images), each with a single worker task, so at most one
 batch per kind waits on the model while the next one fills up.
@@ -39,7 +40,9 @@ class DynamicBatcher(Generic[In, Out]):
         run_batch: the blocking model call; one output per input, in order.
         executor: where `run_batch` runs (off the event loop).
         max_batch_size: the most items in one call of `run_batch`.
-        max_delay_s: how long the first item of a batch waits for company.
+        max_delay_s: how long the first item of a batch waits for company (not at all when the
+            last batch was one request and no other is queued: a lone caller).
+        lone_waits: a lone caller waits the whole `max_delay_s` too (a fixed window).
         max_queue: the most items waiting; past it `submit` raises ResourceExhausted.
         metrics: where batch sizes and queue depth are recorded.
     """
@@ -53,6 +56,7 @@ class DynamicBatcher(Generic[In, Out]):
         max_batch_size: int,
         max_delay_s: float,
         max_queue: int,
+        lone_waits: bool = False,
         metrics: EmbedderMetrics,
     ) -> None:
         self.kind = kind
@@ -60,11 +64,15 @@ class DynamicBatcher(Generic[In, Out]):
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
+        self.lone_waits = lone_waits
         self.max_queue = max_queue
         self._metrics = metrics
         self._queue: asyncio.Queue[_Pending[In, Out]] = asyncio.Queue()
         self._queued_items = 0
         self._worker: asyncio.Task[None] | None = None
+        # Whether the last batch had company (more than one request): only then does the next
+        # one wait for it. Nothing has come yet: wait, as for a burst.
+        self._company = True
 
     @property
     def queued_items(self) -> int:
@@ -110,7 +118,12 @@ class DynamicBatcher(Generic[In, Out]):
         first = await self._queue.get()
         batch = [first]
         size = len(first.items)
-        deadline = time.perf_counter() + self.max_delay_s
+        # A lone caller (its last batch had no company, and none is queued now) runs at once:
+        # the window would cost each of its requests the whole delay for company that does not
+        # come. Concurrent callers keep the window, which keeps their batches full.
+        lone = not (self.lone_waits or self._company) and self._queue.empty()
+        window = 0.0 if lone else self.max_delay_s
+        deadline = time.perf_counter() + window
         while size < self.max_batch_size:
             timeout = deadline - time.perf_counter()
             if timeout <= 0 and self._queue.empty():
@@ -127,6 +140,7 @@ class DynamicBatcher(Generic[In, Out]):
             size += len(pending.items)
         self._queued_items -= size
         self._metrics.queue_depth.labels(self.kind).set(self._queued_items)
+        self._company = len(batch) > 1
         return batch
 
     async def _work(self) -> None:

@@ -143,6 +143,7 @@ class EmbedEngine:
             self._model_thread,
             max_batch_size=self.settings.max_batch_size,
             max_delay_s=self.settings.max_delay_ms / 1000,
+            lone_waits=self.settings.fixed_delay,
             max_queue=self.settings.max_queue,
             metrics=self.metrics,
         )

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from embedder_service.settings import ModelSettings
+from embedder_service.text_threads import fastest_text_threads, torch_threads
 from fashionrag.errors import ConfigurationError, InvalidArgument
 from fashionrag.model_info import ModelInfo
 
@@ -85,6 +86,8 @@ class OpenClipModel:
         )
         self._mean = list(getattr(normalize, "mean", OPENAI_MEAN))
         self._std = list(getattr(normalize, "std", OPENAI_STD))
+        # Threads for text batches (None: torch's own); see embedder_service.text_threads.
+        self.text_threads: int | None = None
         self._text_tower = CausalTextTower.of(model)
         if self._text_tower is not None and self._device.type != "cpu":
             self._text_tower = replace(self._text_tower, pass_cost=None)
@@ -155,7 +158,12 @@ class OpenClipModel:
             seed=settings.seed if random_weights else 0,
         )
         log.info("model loaded: %s", description)
-        return cls(model, preprocess, tokenizer, description)
+        loaded = cls(model, preprocess, tokenizer, description)
+        if device == "cpu":
+            loaded.text_threads = settings.text_threads or fastest_text_threads(
+                torch, loaded.embed_texts
+            )
+        return loaded
 
     def _normalised(self, features: Any) -> np.ndarray:
         features = features.float()
@@ -165,7 +173,7 @@ class OpenClipModel:
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         tokens = self._tokenizer(texts).to(self._device)
         truncated = [self._token_count(t) > self.description.context_length for t in texts]
-        with self._torch.inference_mode():
+        with self._torch.inference_mode(), torch_threads(self._torch, self.text_threads):
             if self._text_tower is None:
                 return self._normalised(self._model.encode_text(tokens)), truncated
             return self._normalised(self._text_tower.encode(tokens)), truncated

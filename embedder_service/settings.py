@@ -33,6 +33,12 @@ class ModelSettings(BaseSettings):
     )
     seed: int = Field(0, description="seed of the random weights when --pretrained none")
     cache_dir: str | None = Field(None, description="where downloaded weights are kept")
+    text_threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads for text batches: 0 = measured at start-up (one or all, "
+        "whichever runs short texts faster), N = that many; images use every thread",
+    )
 
 
 class EmbedderSettings(ModelSettings, ServerSettings):
@@ -53,7 +59,15 @@ class EmbedderSettings(ModelSettings, ServerSettings):
         32, ge=1, description="most items in one forward pass (requests are batched together)"
     )
     max_delay_ms: float = Field(
-        5.0, ge=0, description="how long a request waits for others to share its forward pass"
+        5.0,
+        ge=0,
+        description="how long a request waits for others to share its forward pass (a lone "
+        "caller, whose last batch had no company, does not wait)",
+    )
+    fixed_delay: bool = Field(
+        False,
+        description="every batch waits the whole --max-delay-ms for company, lone callers too "
+        "(a steady, predictable hold: the tests use it to keep requests in flight)",
     )
     max_queue: int = Field(
         1024, ge=1, description="most items waiting per kind; past it RESOURCE_EXHAUSTED"

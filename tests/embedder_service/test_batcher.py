@@ -32,7 +32,7 @@ class Recorder:
         return [2 * i for i in items]
 
 
-def batcher(run: Recorder, **kw: float) -> DynamicBatcher[int, int]:
+def batcher(run: Recorder, lone_waits: bool = False, **kw: float) -> DynamicBatcher[int, int]:
     settings = {"max_batch_size": 8, "max_delay_s": 0.05, "max_queue": 100}
     settings.update(kw)
     return DynamicBatcher(
@@ -42,6 +42,7 @@ def batcher(run: Recorder, **kw: float) -> DynamicBatcher[int, int]:
         max_batch_size=int(settings["max_batch_size"]),
         max_delay_s=settings["max_delay_s"],
         max_queue=int(settings["max_queue"]),
+        lone_waits=lone_waits,
         metrics=EmbedderMetrics(),
     )
 
@@ -110,6 +111,44 @@ def test_a_waiting_batch_takes_later_items_and_runs_once_full() -> None:
 
     assert asyncio.run(main()) == [[2], [4], [6]]
     assert run.batches == [[1, 2, 3]]
+
+
+def test_a_lone_caller_does_not_wait_for_company() -> None:
+    run = Recorder()
+
+    async def main() -> list[list[int]]:
+        # An hour's window, and a first request that fills a batch on its own: a batch of one
+        # request, so the next (alone) runs without the window. Were it held open for company,
+        # the timeout would end the test.
+        b = batcher(run, max_delay_s=3600, max_batch_size=2)
+        try:
+            full = await asyncio.wait_for(b.submit([1, 2]), timeout=30)
+            alone = await asyncio.wait_for(b.submit([3]), timeout=30)
+            return [full, alone]
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[2, 4], [6]]
+    assert run.batches == [[1, 2], [3]]
+
+
+def test_a_fixed_window_holds_a_lone_caller_for_company() -> None:
+    run = Recorder()
+
+    async def main() -> list[list[int]]:
+        b = batcher(run, lone_waits=True, max_delay_s=3600, max_batch_size=2)
+        try:
+            full = await asyncio.wait_for(b.submit([1, 2]), timeout=30)
+            alone = asyncio.ensure_future(b.submit([3]))
+            await asyncio.sleep(0.05)
+            assert not alone.done()  # held open for company, as before a lone batch
+            company = await asyncio.wait_for(b.submit([4]), timeout=30)
+            return [full, await alone, company]
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[2, 4], [6], [8]]
+    assert run.batches == [[1, 2], [3, 4]]
 
 
 def test_full_queue_refuses_at_once() -> None:

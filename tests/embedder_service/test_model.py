@@ -247,3 +247,26 @@ def test_other_text_towers_take_the_full_path(
     assert CausalTextTower.of(other._model) is None
     texts = texts_up_to(16, [3, 9, 20])
     np.testing.assert_array_equal(other.embed_texts(texts)[0], full_context_vectors(other, texts))
+
+
+def test_text_threads_are_measured_at_load_or_taken_as_given() -> None:
+    import torch
+
+    measured = OpenClipModel.load(settings())
+    assert measured.text_threads in {1, torch.get_num_threads()}
+    given = OpenClipModel.load(settings(text_threads=1))
+    assert given.text_threads == 1
+
+
+def test_text_vectors_are_the_same_on_any_thread_count(model: OpenClipModel) -> None:
+    import torch
+
+    texts = ["red tops", "a long black evening dress with a slit", "x"]
+    before = torch.get_num_threads()
+    vectors = {}
+    for count in (1, 2):
+        model.text_threads = count
+        vectors[count], _ = model.embed_texts(texts)
+        assert torch.get_num_threads() == before  # images keep every thread
+    cosine = (vectors[1] * vectors[2]).sum(axis=1)
+    assert cosine.min() >= 0.99999, cosine

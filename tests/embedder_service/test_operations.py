@@ -71,6 +71,7 @@ def tuned(logs_dir: Path) -> Iterator[Tuned]:
     metrics_port = free_port()
     server = servers.start_embedder(
         logs_dir / "embedder-tuned.log",
+        "--fixed-delay",
         "--max-delay-ms",
         "300",
         "--max-queue",
@@ -218,6 +219,7 @@ def test_sigterm_turns_health_not_serving_refuses_new_calls_and_finishes_those_i
     # A batching window far longer than the test's steps keeps the first call in flight.
     server = servers.start_embedder(
         logs_dir / "embedder-drain.log",
+        "--fixed-delay",
         "--max-delay-ms",
         "5000",
         "--grace-seconds",
@@ -329,6 +331,7 @@ def test_client_retries_a_full_queue_until_it_has_room(logs_dir: Path) -> None:
         "4",
         "--max-batch-size",
         "4",
+        "--fixed-delay",
         "--max-delay-ms",
         "30000",
         "--metrics-port",

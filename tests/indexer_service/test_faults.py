@@ -31,7 +31,7 @@ CORRUPT = (17, 150)
 GOOD_ROWS = {i for i in range(ROWS) if i not in CORRUPT}
 GOOD_IDS = {record_id("train", i + 1) for i in GOOD_ROWS}
 # Each embed request waits for company this long: runs last seconds, long enough to hit.
-SLOW = ("--max-delay-ms", "250")
+SLOW = ("--fixed-delay", "--max-delay-ms", "250")
 # The runs that lose a backend for good retry this long, and the tests that stop a run mid-way
 # index this many rows (enough to last seconds, few enough to finish the rerun quickly).
 RETRY_SECONDS = 5.0
@@ -383,7 +383,9 @@ def test_a_second_ctrl_c_aborts_at_once(
 ) -> None:
     # Each request waits 2 s for company and one is in flight at a time: a flush of the
     # batches in flight and queued would take several seconds.
-    embedder = servers.start_embedder(logs_dir / "embedder-crawl.log", "--max-delay-ms", "2000")
+    embedder = servers.start_embedder(
+        logs_dir / "embedder-crawl.log", "--fixed-delay", "--max-delay-ms", "2000"
+    )
     indexer = start_indexer(
         embedder.address,
         chroma_url,

@@ -59,6 +59,7 @@ class Embedder:
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.server = servers.start_embedder(
             logs_dir / "embedder-shards.log",
+            "--fixed-delay",
             "--max-delay-ms",
             "250",
             "--metrics-port",

@@ -185,7 +185,9 @@ def test_searches_past_the_limit_are_refused_at_once_and_healthz_stays_prompt(
 ) -> None:
     limit, callers = 2, 12
     # A batching window of 3 s keeps each admitted search in flight that long.
-    embedder = servers.start_embedder(logs_dir / "embedder-load.log", "--max-delay-ms", "3000")
+    embedder = servers.start_embedder(
+        logs_dir / "embedder-load.log", "--fixed-delay", "--max-delay-ms", "3000"
+    )
     try:
         query = servers.start_query(
             logs_dir / "query-load.log",

@@ -75,6 +75,7 @@ def slow(logs_dir: Path) -> Iterator[Slow]:
         logs_dir / "embedder-slow.log",
         "--max-queue",
         "1",
+        "--fixed-delay",
         "--max-delay-ms",
         str(WINDOW_MS),
         "--metrics-port",

@@ -421,6 +421,7 @@ def test_callers_deadline_reaches_the_embedder(
     # A long batching window makes every embed call slower than the caller's deadline.
     embedder = servers.start_embedder(
         logs_dir / "embedder-deadline.log",
+        "--fixed-delay",
         "--max-delay-ms",
         "1500",
         "--metrics-port",
