@@ -5,6 +5,7 @@ ChromaDB node (distributed ChromaDB) changes this module alone."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -32,6 +33,8 @@ from fashionrag.errors import (
 from fashionrag.model_info import ModelInfo
 
 Row = tuple[str, dict[str, Any], float]  # (record id, metadata, cosine distance)
+log = logging.getLogger(__name__)
+
 CHROMADB = {"backend": "chromadb"}  # the metadata of Unavailable errors from here
 # The HNSW configuration of a new index's collections: photos, garments.
 HNSW = ({"space": SPACE}, {"space": SPACE, "ef_search": GARMENT_EF_SEARCH})
@@ -142,7 +145,27 @@ def open_collections(
             metadata={"collection": name, "layout": "1"},
         )
     check_model(names[1], garments.metadata, model)
+    _search_wide_enough(garments)
     return Collections(photos, garments)
+
+
+def _search_wide_enough(garments: Any) -> None:
+    """Raise an older garment index's ef_search to GARMENT_EF_SEARCH (indexes made before it
+    keep ChromaDB's 100, too narrow for the query service's over-fetch). ChromaDB stores the
+    change at once and applies it when it next loads the index (a restart)."""
+    try:
+        ef_search = int((garments.configuration or {}).get("hnsw", {}).get("ef_search") or 0)
+        if 0 < ef_search < GARMENT_EF_SEARCH:
+            garments.modify(configuration={"hnsw": {"ef_search": GARMENT_EF_SEARCH}})
+            log.warning(
+                "raised the ef_search of %s from %d to %d; ChromaDB applies it when it next "
+                "loads the index",
+                garments.name,
+                ef_search,
+                GARMENT_EF_SEARCH,
+            )
+    except Exception as exc:  # an older server without the setting: search as it is
+        log.warning("could not check the ef_search of %s: %s", garments.name, exc)
 
 
 class CollectionWriter:

@@ -61,6 +61,9 @@ class BackendWatcher:
         # and one backend that hangs must not hold up the check of another, nor any search.
         self._executor = ThreadPoolExecutor(len(self.backends), thread_name_prefix="health")
         self._running: dict[str, asyncio.Future[None]] = {}
+        # What each backend down at the last check showed, by name. Replaced whole after each
+        # round, never changed in place: another thread (/healthz's) reads it once and has a
+        # consistent view.
         self.problems: dict[str, str] = {b.name: "not checked yet" for b in self.backends}
         self._reported: bool | None = None
 

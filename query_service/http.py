@@ -126,9 +126,13 @@ async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when ChromaDB and the embedder answered their last check (at most about
     a second ago), else 503 saying which is down (`down`: their names, `error`: what was seen);
     answered at once, never waiting on either."""
-    backends = request.app[BACKENDS]
-    if not backends.healthy:
-        body = {"status": "unavailable", "error": backends.problem(), "down": backends.down()}
+    problems = request.app[BACKENDS].problems  # one read: the watcher replaces it whole
+    if problems:
+        body = {
+            "status": "unavailable",
+            "error": "; ".join(problems.values()),
+            "down": list(problems),
+        }
         return web.json_response(body, status=503)
     return web.json_response({"status": "ok"})
 
@@ -229,7 +233,9 @@ class HttpServing:
 
     async def cleanup(self) -> None:
         """Stop accepting, then close the main app's connections (as AppRunner.cleanup)."""
-        self.front.stop()
+        # The front's thread ends after closing its probes' connections: wait for it off this
+        # loop, which may have hand-overs from it still to run.
+        await asyncio.to_thread(self.front.stop)
         await self.runner.cleanup()
 
 

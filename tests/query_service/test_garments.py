@@ -103,6 +103,20 @@ def test_the_garment_index_searches_wider_than_chromas_default(
     assert chroma.get_collection(COLLECTION).configuration["hnsw"]["ef_search"] == 100
 
 
+def test_an_older_garment_index_is_widened_when_opened(
+    embedder: servers.Server, chroma_url: str
+) -> None:
+    chroma = connect(chroma_url)
+    with EmbedderClient(embedder.address) as embed:
+        model = embed.model_info()
+    name = "garment-tests-older"
+    made = open_collections(chroma, name, model, create=True, recreate=True)
+    made.garments.modify(configuration={"hnsw": {"ef_search": 100}})  # as made before
+    open_collections(chroma, name, model, create=False)
+    again = chroma.get_collection(garments_collection_name(name))
+    assert again.configuration["hnsw"]["ef_search"] == GARMENT_EF_SEARCH
+
+
 def test_red_tops_finds_every_photo_with_a_red_top_and_only_those(
     client: QueryClient, index: Index
 ) -> None:

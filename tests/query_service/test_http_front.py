@@ -16,6 +16,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from devstack.ports import free_port
 from query_service.backends import Backend, BackendWatcher
 from query_service.http import make_health_app
 from query_service.http_errors import JsonErrorRunner, errors_to_json
@@ -94,7 +95,7 @@ def front() -> Iterator[Front]:
     asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
     assert started.wait(10)
     door, runner, backends = ready[0]
-    port = door._sock.getsockname()[1]
+    port = door.port
     yield Front(f"http://127.0.0.1:{port}", port, loop)
     door.stop()
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
@@ -185,3 +186,22 @@ def test_a_silent_connection_goes_to_the_main_app_in_the_end(front: Front) -> No
 def test_a_port_in_use_is_refused(front: Front) -> None:
     with pytest.raises(OSError, match="in use"):
         listen("127.0.0.1", front.port)
+
+
+def test_every_address_of_the_host_is_listened_on() -> None:
+    port = free_port()
+    resolved = {
+        (family, str(address[0]))
+        for family, _, _, _, address in socket.getaddrinfo(
+            "localhost", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    }
+    socks = listen("localhost", port)
+    try:
+        assert {(s.family, s.getsockname()[0]) for s in socks} == resolved
+        for _, host in resolved:
+            with socket.create_connection((host, port), timeout=5):
+                pass  # accepted into the backlog: something listens there
+    finally:
+        for sock in socks:
+            sock.close()
