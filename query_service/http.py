@@ -239,35 +239,18 @@ class HttpServing:
         await self.runner.cleanup()
 
 
-async def start_http(
-    core: SearchCore,
-    gate: SearchGate,
-    backends: BackendWatcher,
-    images: ImageFiles,
-    host: str,
-    port: int,
-    *,
-    auth_token: str = "",
-    metrics: QueryMetrics | None = None,
-    body_timeout: float = DEFAULT_BODY_TIMEOUT,
-) -> HttpServing:
-    """Serve the app on host:port, /healthz by the front door's thread; await `cleanup()` on
-    what is returned to stop."""
-    app = make_app(
-        core,
-        gate,
-        backends,
-        images,
-        auth_token=auth_token,
-        metrics=metrics,
-        body_timeout=body_timeout,
-    )
+async def start_http(app: web.Application, host: str, port: int) -> HttpServing:
+    """Serve `app` (make_app's) on host:port, /healthz by the front door's thread from the app's
+    backend watcher; await `cleanup()` on what is returned to stop."""
     runner = JsonErrorRunner(app, access_log=None)
     await runner.setup()
     assert runner.server is not None
     try:
         front = HttpFront(
-            listen(host, port), runner.server, asyncio.get_running_loop(), make_health_app(backends)
+            listen(host, port),
+            runner.server,
+            asyncio.get_running_loop(),
+            make_health_app(app[BACKENDS]),
         )
         front.start()
     except BaseException:

@@ -21,7 +21,7 @@ from query_service.backends import (
     Backend,
     BackendWatcher,
 )
-from query_service.http import start_http
+from query_service.http import make_app, start_http
 from query_service.image_files import ImageFiles
 from query_service.metrics import CHROMADB, MeasuredEmbedder, QueryMetrics
 from query_service.search import SearchCore
@@ -91,17 +91,16 @@ async def serve(settings: QuerySettings) -> None:
     http = None
     try:
         if settings.http_port:
-            http = await start_http(
+            app = make_app(
                 core,
                 gate,
                 backends,
                 ImageFiles(settings.images_dir),
-                settings.host,
-                settings.http_port,
                 auth_token=token,
                 metrics=metrics,
                 body_timeout=settings.http_body_timeout,
             )
+            http = await start_http(app, settings.host, settings.http_port)
         await service.run()
     finally:
         watching.cancel()

@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from devstack.ports import free_port
 from embedder_service.client import EmbedderClient
 from fashionrag.grpc_options import MAX_MESSAGE_BYTES
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
+from tests.polling import wait_until
 from tests.rich_status import details
 
 pytestmark = pytest.mark.integration
@@ -45,15 +46,6 @@ class Tuned:
         """The value of a labelled series before the first time it can have been counted: 0
         while absent (it is born on its first count)."""
         return MetricsPage.fetch(self.metrics_url).value(name, **labels) or 0.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.02)
 
 
 SERVICE = "fashionrag.v1.EmbedderService"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,3 +45,14 @@ def query(
     )
     yield server
     server.stop()
+
+
+def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m query_service search --address <query> ARGS`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "query_service", "search", "--address", query.address, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=servers.child_env(),
+    )

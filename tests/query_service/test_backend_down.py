@@ -24,6 +24,7 @@ from devstack.metrics import counter_total
 from devstack.ports import free_port
 from fashionrag.errors import Unavailable
 from query_service.client import SERVICE_NAME, QueryClient
+from tests.polling import wait_until
 from tests.query_service.conftest import COLLECTION
 
 pytestmark = pytest.mark.integration
@@ -70,16 +71,6 @@ def health(query: servers.Server, service: str = "") -> int:
     with grpc.insecure_channel(query.address) as channel:
         request = health_pb2.HealthCheckRequest(service=service)
         return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
-
-
-def wait_for(condition: object, timeout: float, what: str) -> float:
-    """Poll `condition()` until true; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():  # type: ignore[operator]
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"not {what} within {timeout}s")
 
 
 def search(query: servers.Server, text: str, timeout: float = 60) -> httpx.Response:
@@ -130,7 +121,9 @@ def test_grpc_search_with_the_embedder_down_is_answered_once_not_retried(
 
 
 def test_healthz_answers_at_once_naming_the_embedder(embedder_killed: Stack) -> None:
-    wait_for(lambda: health(embedder_killed.query) == NOT_SERVING, 10, "NOT_SERVING after the kill")
+    wait_until(
+        lambda: health(embedder_killed.query) == NOT_SERVING, "NOT_SERVING after the kill", 10
+    )
     started = time.monotonic()
     response = httpx.get(f"{embedder_killed.query.http}/healthz", timeout=30)
     elapsed = time.monotonic() - started
@@ -159,7 +152,7 @@ def test_grpc_health_follows_the_embedder_and_searches_resume_at_once(
         assert search(stack.query, "before the kill").status_code == 200
         assert health(stack.query) == SERVING
         stack.embedder.stop(signal.SIGKILL)
-        wait_for(lambda: health(stack.query) == NOT_SERVING, 10, "NOT_SERVING after the kill")
+        wait_until(lambda: health(stack.query) == NOT_SERVING, "NOT_SERVING after the kill", 10)
         # Only the overall health (what readiness probes ask) follows the backends: callers
         # balancing on the Query service's own health still reach it and hear why.
         assert health(stack.query, SERVICE_NAME) == SERVING
@@ -169,13 +162,13 @@ def test_grpc_health_follows_the_embedder_and_searches_resume_at_once(
         stack.embedder = servers.start_embedder(
             logs_dir / "embedder-restart-2.log", port=stack.embedder.port
         )
-        took = wait_for(
+        took = wait_until(
             lambda: search(stack.query, f"back {time.monotonic()}").status_code == 200,
-            30,
             "searching again",
+            30,
         )
         assert took < 2.0, f"the first search succeeded {took:.1f}s after the embedder SERVING"
-        wait_for(lambda: health(stack.query) == SERVING, 5, "SERVING again")
+        wait_until(lambda: health(stack.query) == SERVING, "SERVING again", 5)
     finally:
         stop_stack(stack)
 

@@ -5,8 +5,6 @@ contract, searched through gRPC, HTTP and the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from fashionrag.errors import InvalidArgument
 from query_service import evaluate
 from query_service.client import QueryClient
 from query_service.json_contract import outcome_dict
+from tests.query_service.conftest import search_cli
 
 pytestmark = pytest.mark.integration
 
@@ -82,16 +81,6 @@ def query(
 def client(query: servers.Server) -> Iterator[QueryClient]:
     with QueryClient(query.address) as client:
         yield client
-
-
-def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "query_service", "search", "--address", query.address, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=servers.child_env(),
-    )
 
 
 def test_the_garment_index_searches_wider_than_chromas_default(

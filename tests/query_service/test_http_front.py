@@ -18,9 +18,9 @@ from aiohttp import web
 
 from devstack.ports import free_port
 from query_service.backends import Backend, BackendWatcher
-from query_service.http import make_health_app
-from query_service.http_errors import JsonErrorRunner, errors_to_json
-from query_service.http_front import UNDECIDED_SECONDS, HttpFront, is_health_request, listen
+from query_service.http import BACKENDS, HttpServing, start_http
+from query_service.http_errors import errors_to_json
+from query_service.http_front import UNDECIDED_SECONDS, is_health_request, listen
 
 
 @pytest.mark.parametrize(
@@ -71,34 +71,25 @@ async def main_healthz(request: web.Request) -> web.Response:
 
 @pytest.fixture
 def front() -> Iterator[Front]:
+    """A main app (ping, and a /healthz of its own that the front should never let a GET reach)
+    served by start_http on a loop in a thread of its own, as the query service's."""
     loop = asyncio.new_event_loop()
-    ready: list[tuple[HttpFront, web.AppRunner, BackendWatcher]] = []
-    started = threading.Event()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    backends = BackendWatcher([Backend("fake", lambda: None)])
 
-    async def serve() -> None:
-        backends = BackendWatcher([Backend("fake", lambda: None)])
+    async def serve() -> HttpServing:
         await backends.check()
         app = web.Application(middlewares=[errors_to_json])
         app.router.add_get("/api/ping", ping)
         app.router.add_get("/healthz", main_healthz)  # as the real one: GET never gets here
-        runner = JsonErrorRunner(app, access_log=None)
-        await runner.setup()
-        assert runner.server is not None
-        sock = listen("127.0.0.1", 0)
-        door = HttpFront(sock, runner.server, loop, make_health_app(backends))
-        door.start()
-        ready.append((door, runner, backends))
-        started.set()
+        app[BACKENDS] = backends
+        return await start_http(app, "127.0.0.1", 0)
 
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
-    assert started.wait(10)
-    door, runner, backends = ready[0]
-    port = door.port
+    serving = asyncio.run_coroutine_threadsafe(serve(), loop).result(10)
+    port = serving.front.port
     yield Front(f"http://127.0.0.1:{port}", port, loop)
-    door.stop()
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    asyncio.run_coroutine_threadsafe(serving.cleanup(), loop).result(10)
     backends.close()
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)

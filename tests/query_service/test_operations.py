@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from embedder_service.client import EmbedderClient
 from fashionrag.collection import ImageRecord, record_id
 from fashionrag.collection_store import CollectionWriter, connect, open_collections
 from query_service.client import QueryClient
+from tests.polling import wait_until
 from tests.query_service.conftest import COLLECTION
 
 pytestmark = pytest.mark.integration
@@ -32,15 +33,6 @@ SLOW_COLLECTION = "slow-embedder-collection"
 # Each text waits this long in the slow embedder's batching window: far longer than the gRPC
 # retries of a full queue (at most 0.2 + 0.4 + 0.8 + 1.6 s of backoff) and the test's own steps.
 WINDOW_MS = 6000
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.02)
 
 
 class Slow:

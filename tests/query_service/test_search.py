@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from fashionrag.v1 import query_pb2, query_pb2_grpc
 from indexer_service.dataset import load_split
 from query_service.client import QueryClient
 from tests.conftest import DATASET_ROWS
-from tests.query_service.conftest import COLLECTION
+from tests.query_service.conftest import COLLECTION, search_cli
 from tests.rich_status import details, trailers_size
 
 pytestmark = pytest.mark.integration
@@ -48,16 +46,6 @@ def wire_stub(query: servers.Server) -> Iterator[query_pb2_grpc.QueryServiceStub
     """The bare generated stub, for the one test of what goes over the wire."""
     with grpc.insecure_channel(query.address) as channel:
         yield query_pb2_grpc.QueryServiceStub(channel)
-
-
-def search_cli(query: servers.Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "query_service", "search", "--address", query.address, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=servers.child_env(),
-    )
 
 
 def test_indexed_image_finds_itself_first(client: QueryClient, dataset_dir: Path) -> None:
