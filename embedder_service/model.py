@@ -1,7 +1,8 @@
 """The model behind the embedder: a small interface, and its OpenCLIP implementation.
 
 The server and the engine only know `EmbeddingModel`; another runtime (ONNX, TensorRT) is one more
-class here. Only this module imports torch and open_clip.
+class here. Only this module and the text tower it runs (`text_tower.py`, `prepacked_blocks.py`)
+import torch and open_clip.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from embedder_service.settings import ModelSettings
 from embedder_service.text_threads import fastest_text_threads, torch_threads
+from embedder_service.text_tower import CausalTextTower
 from fashionrag.errors import ConfigurationError, InvalidArgument
 from fashionrag.model_info import ModelInfo
 
@@ -88,11 +90,24 @@ class OpenClipModel:
         self._std = list(getattr(normalize, "std", OPENAI_STD))
         # Threads for text batches (None: torch's own); see embedder_service.text_threads.
         self.text_threads: int | None = None
-        self._text_tower = CausalTextTower.of(model)
-        if self._text_tower is not None and self._device.type != "cpu":
-            self._text_tower = replace(self._text_tower, pass_cost=None)
-        if self._text_tower is None:
+        self._text_tower = self._fastest_text_tower(model, self._device)
+
+    @staticmethod
+    def _fastest_text_tower(model: Any, device: Any) -> CausalTextTower | None:
+        """The model's text tower on real lengths, on prepacked weights on a CPU; None where it
+        must run open_clip's full path."""
+        tower = CausalTextTower.of(model)
+        if tower is None:
             log.info("text tower is not causal with end-token pooling: texts run on all positions")
+            return None
+        if device.type != "cpu":
+            return replace(tower, pass_cost=None)
+        packed = tower.prepacked()
+        log.info(
+            "text tower runs on real lengths, %s",
+            "on prepacked oneDNN weights" if packed is not tower else "on open_clip's own blocks",
+        )
+        return packed
 
     @classmethod
     def load(cls, settings: ModelSettings) -> OpenClipModel:
@@ -219,149 +234,6 @@ class OpenClipModel:
         image = F.center_crop(image, [size, size])
         image = F.to_dtype(image, self._torch.float32, scale=True)
         return F.normalize(image, self._mean, self._std), width, height
-
-
-@dataclass(frozen=True)
-class CausalTextTower:
-    """A CLIP text tower that runs on a batch's real length instead of the full context.
-
-    Its attention is causal (a position sees only those before it) and the vector is read at each
-    text's end token, so the padding after the longest text's end token cannot change any
-    vector: the tower runs on tokens[:, :longest] with the mask and positions cut to match,
-    which gives open_clip's own `encode_text` vectors at a fraction of the work ("red tops" is 4
-    positions of 77). Texts of different lengths share one pass exactly: a shorter text's
-    padding comes after its end token.
-    """
-
-    token_embedding: Any
-    positional_embedding: Any
-    transformer: Any
-    ln_final: Any
-    text_projection: Any
-    attn_mask: Any
-    pool_type: str
-    eos_id: int | None
-    # What one more pass costs, in positions of work: on a CPU a pass reads every weight once
-    # whatever its size, which for a short text is most of its time (ViT-B-32, fp32, two cores:
-    # 4 positions about 27 ms, each further position about 0.55 ms). None: never split a batch
-    # (on a GPU, where positions are nearly free and each pass adds its launches).
-    pass_cost: int | None = 48
-
-    @classmethod
-    def of(cls, model: Any) -> CausalTextTower | None:
-        """The text tower of an open_clip `CLIP` or `CustomTextCLIP` when its own attributes say
-        that it is causal with end-token pooling; None for every other model (a bidirectional
-        tower such as SigLIP's or MobileCLIP-S's, last-token or CoCa class-token pooling, a
-        Hugging Face text encoder, a model that overrides `encode_text`), which then runs
-        open_clip's full path."""
-        from open_clip.model import CLIP, CustomTextCLIP
-        from open_clip.transformer import TextTransformer
-
-        encode_text = getattr(type(model), "encode_text", None)
-        if encode_text is CLIP.encode_text:
-            tower = cls(
-                model.token_embedding,
-                model.positional_embedding,
-                model.transformer,
-                model.ln_final,
-                model.text_projection,
-                model.attn_mask,
-                model.text_pool_type,
-                getattr(model, "text_eos_id", None),
-            )
-        elif encode_text is CustomTextCLIP.encode_text:
-            text = model.text
-            if (
-                type(text).forward is not TextTransformer.forward
-                or text.cls_emb is not None
-                or text.use_pad_mask
-                or text.output_tokens
-            ):
-                return None
-            tower = cls(
-                text.token_embedding,
-                text.positional_embedding,
-                text.transformer,
-                text.ln_final,
-                text.text_projection,
-                text.attn_mask,
-                text.pool_type,
-                getattr(text, "eos_id", None),
-            )
-        else:
-            return None
-        if tower.pool_type not in ("argmax", "eos") or not _is_causal(tower.attn_mask):
-            return None
-        return tower
-
-    def pool_positions(self, tokens: Any) -> Any:
-        """Where each text's vector is read: open_clip's own rule for the pool type."""
-        if self.pool_type == "argmax":  # the end token has the highest id in CLIP's vocabulary
-            return tokens.argmax(dim=-1)
-        return (tokens == self.eos_id).int().argmax(dim=-1)
-
-    def encode(self, tokens: Any) -> Any:
-        """open_clip's `encode_text` of each row, in order; rows of very different lengths run as
-        separate passes where that saves more positions than a pass costs."""
-        import torch
-
-        positions = self.pool_positions(tokens)
-        if self.pass_cost is None:
-            return self._encode(tokens, positions)
-        groups = length_groups([int(p) + 1 for p in positions.tolist()], self.pass_cost)
-        if len(groups) == 1:
-            return self._encode(tokens, positions)
-        order = torch.tensor([i for group in groups for i in group], device=tokens.device)
-        vectors = torch.cat([self._encode(tokens[group], positions[group]) for group in groups])
-        return torch.empty_like(vectors).index_copy_(0, order, vectors)
-
-    def _encode(self, tokens: Any, positions: Any) -> Any:
-        """open_clip's `encode_text`, on the batch's positions up to its last end token."""
-        import torch
-
-        length = int(positions.max()) + 1
-        dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(tokens[:, :length]).to(dtype)
-        x = x + self.positional_embedding[:length].to(dtype)
-        x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
-        # Pooling before the final LayerNorm normalises one row per text instead of all of them:
-        # LayerNorm works on each position alone, so the order does not change the vector.
-        x = self.ln_final(x[torch.arange(x.shape[0], device=x.device), positions])
-        if self.text_projection is None:
-            return x
-        if isinstance(self.text_projection, torch.nn.Linear):
-            return self.text_projection(x)
-        return x @ self.text_projection
-
-
-def length_groups(lengths: list[int], pass_cost: int) -> list[list[int]]:
-    """The indices of `lengths` split into passes, each padded to its longest, that cost the
-    fewest positions plus `pass_cost` per pass: texts sorted by length, cut where the padding
-    saved outweighs another pass. Texts of similar lengths stay one pass."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    best = [0] + [0] * len(order)  # best[end]: the cheapest cost of order[:end]
-    cut = [0] * (len(order) + 1)  # where the last pass of that cheapest split starts
-    for end in range(1, len(order) + 1):
-        longest = lengths[order[end - 1]]
-        costs = [best[start] + pass_cost + (end - start) * longest for start in range(end)]
-        cut[end] = min(range(end), key=costs.__getitem__)
-        best[end] = costs[cut[end]]
-    groups = []
-    end = len(order)
-    while end:
-        groups.append(order[cut[end] : end])
-        end = cut[end]
-    return groups[::-1]
-
-
-def _is_causal(mask: Any) -> bool:
-    """Whether `mask` is the additive causal mask open_clip builds: -inf above the diagonal,
-    zero on and below it."""
-    import torch
-
-    if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
-        return False
-    return bool(torch.equal(mask, torch.full_like(mask, float("-inf")).triu(1)))
 
 
 def _passive_openmp_waits() -> None:

@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 from devstack.servers import TINY_MODEL
-from embedder_service.model import CausalTextTower, OpenClipModel, length_groups
+from embedder_service.model import OpenClipModel
+from embedder_service.prepacked_blocks import PackedLinear, PackedSelfAttention, can_prepack
 from embedder_service.settings import ModelSettings
+from embedder_service.text_tower import CausalTextTower, length_groups
 from fashionrag.errors import ConfigurationError
 
 
@@ -138,11 +140,16 @@ def texts_up_to(context_length: int, lengths: list[int]) -> list[str]:
 
 
 def config_variant(
-    tmp_path: Path, name: str, text_cfg: dict[str, object], custom_text: bool = False
+    tmp_path: Path,
+    name: str,
+    text_cfg: dict[str, object],
+    custom_text: bool = False,
+    top_level: dict[str, object] | None = None,
 ) -> ModelSettings:
-    """The tiny config with `text_cfg` changed, saved as `name`.json."""
+    """The tiny config with `text_cfg` (and `top_level`) changed, saved as `name`.json."""
     config = json.loads(TINY_MODEL.read_text())
     config["text_cfg"].update(text_cfg)
+    config.update(top_level or {})
     if custom_text:
         config["custom_text"] = True
     path = tmp_path / f"{name}.json"
@@ -175,15 +182,19 @@ def test_mixed_length_batches_give_open_clips_vectors(model: OpenClipModel) -> N
     assert model.embed_texts(texts)[1] == [False, True, False, False, False, False, False, False]
 
 
+@pytest.mark.parametrize("prepacked", [False, True])
 @pytest.mark.parametrize("pass_cost", [None, 1, 6, 48])
 def test_end_token_at_every_position_gives_open_clips_vectors(
-    model: OpenClipModel, pass_cost: int | None
+    model: OpenClipModel, pass_cost: int | None, prepacked: bool
 ) -> None:
     """Raw token rows whose end token sits at positions 0..context-1 (lengths 1..context), in one
     batch, shuffled: the shorter rows' padding after their end token changes nothing, and rows
-    split into passes by length come back in order."""
+    split into passes by length come back in order; on open_clip's blocks and prepacked ones."""
     tower = CausalTextTower.of(model._model)
     assert tower is not None
+    if prepacked:
+        tower = tower.prepacked()
+        assert isinstance(tower.transformer.resblocks[0].attn, PackedSelfAttention)
     tower = replace(tower, pass_cost=pass_cost)
     context = model.description.context_length
     end = int(model._tokenizer(["a"])[0].max())
@@ -220,6 +231,75 @@ def test_vit_b_32_gives_open_clips_vectors_on_the_real_length(vit_b_32: OpenClip
     vectors, truncated = vit_b_32.embed_texts(texts[::-1])
     assert_same_directions(vectors, expected[::-1])
     assert truncated == [True] + [False] * 6
+
+
+def test_vit_b_32_runs_its_text_blocks_on_prepacked_weights(vit_b_32: OpenClipModel) -> None:
+    tower = vit_b_32._text_tower
+    assert tower is not None
+    for block in tower.transformer.resblocks:
+        assert isinstance(block.attn, PackedSelfAttention)
+        assert isinstance(block.mlp.c_fc, PackedLinear)
+        assert isinstance(block.mlp.c_proj, PackedLinear)
+        assert isinstance(block.mlp.gelu, torch.nn.Identity)  # fused into c_fc
+    assert isinstance(tower.text_projection, PackedLinear)
+    # open_clip's own model keeps its modules: encode_text and the image tower are untouched.
+    assert isinstance(vit_b_32._model.transformer.resblocks[0].attn, torch.nn.MultiheadAttention)
+
+
+@pytest.mark.parametrize(
+    ("name", "top_level", "text_cfg", "packed"),
+    [
+        # OpenAI's weights: QuickGELU, which oneDNN cannot fuse, runs as open_clip's module.
+        ("tiny-quick-gelu", {"quick_gelu": True}, {}, True),
+        ("tiny-tanh-gelu", {}, {"act_kwargs": {"approximate": "tanh"}}, True),
+        ("tiny-layer-scale", {}, {"ls_init_value": 0.5}, True),
+        ("tiny-projection-bias", {}, {"proj_bias": True}, True),
+        # A block open_clip builds otherwise (norms inside the attention) keeps its own modules.
+        ("tiny-qk-norm", {}, {"qk_norm": True}, False),
+    ],
+)
+def test_text_blocks_are_prepacked_where_their_shape_allows(
+    tmp_path: Path,
+    name: str,
+    top_level: dict[str, object],
+    text_cfg: dict[str, object],
+    packed: bool,
+) -> None:
+    variant = config_variant(tmp_path, name, text_cfg, top_level=top_level)
+    loaded = OpenClipModel.load(variant)
+    tower = loaded._text_tower
+    assert tower is not None
+    first = tower.transformer.resblocks[0]
+    assert isinstance(first.attn, PackedSelfAttention) is packed
+    if packed:
+        fused = type(loaded._model.transformer.resblocks[0].mlp.gelu) is torch.nn.GELU
+        assert isinstance(first.mlp.gelu, torch.nn.Identity) is fused
+    texts = texts_up_to(16, [2, 3, 9, 16, 20])
+    assert_same_directions(loaded.embed_texts(texts)[0], full_context_vectors(loaded, texts))
+    for batch in (texts[:1], texts[2:4]):
+        assert_same_directions(loaded.embed_texts(batch)[0], full_context_vectors(loaded, batch))
+
+
+def test_prepacking_is_for_the_cpu_in_fp32_or_bf16_where_onednn_has_it() -> None:
+    cpu = torch.device("cpu")
+    assert can_prepack(torch.float32, cpu)
+    assert can_prepack(torch.bfloat16, cpu) is torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert not can_prepack(torch.float16, cpu)
+    assert not can_prepack(torch.float32, torch.device("meta"))
+
+
+def test_bf16_text_vectors_follow_fp32_ones() -> None:
+    """bf16 keeps about three significant digits, so it is held to fp32's directions loosely;
+    prepacked where oneDNN runs bf16 on this CPU, open_clip's blocks elsewhere."""
+    bf16 = OpenClipModel.load(settings(precision="bf16"))
+    fp32 = OpenClipModel.load(settings())
+    tower = bf16._text_tower
+    assert tower is not None
+    packed = isinstance(tower.transformer.resblocks[0].attn, PackedSelfAttention)
+    assert packed is can_prepack(torch.bfloat16, torch.device("cpu"))
+    texts = [*texts_up_to(16, [2, 4, 9, 16]), "red tops", "a long black evening dress"]
+    cosines = np.sum(bf16.embed_texts(texts)[0] * fp32.embed_texts(texts)[0], axis=1)
+    assert cosines.min() >= 0.99, cosines
 
 
 def test_custom_text_tower_runs_on_the_real_length(tmp_path: Path) -> None:
