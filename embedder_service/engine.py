@@ -98,6 +98,9 @@ class EmbedEngine:
         model: the loaded model.
         settings: the service's limits and batching settings.
         metrics: where the batchers and item errors are recorded.
+        model_thread: the one thread that runs the model, best the one that loaded it (see
+            `embedder_service.server.load_engine`); a new one when None. The engine shuts it
+            down when it closes.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class EmbedEngine:
         model: EmbeddingModel,
         settings: EmbedderSettings,
         metrics: EmbedderMetrics | None = None,
+        model_thread: ThreadPoolExecutor | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
@@ -112,16 +116,20 @@ class EmbedEngine:
         # One thread runs the model: a forward pass already uses every core through torch's own
         # thread pool, and two at once would only contend. It keeps the event loop free to
         # accept, decode and batch the next requests meanwhile.
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
+        self._model_thread = model_thread or ThreadPoolExecutor(1, thread_name_prefix="model")
         # Pillow releases the GIL while decoding and resizing, so these threads prepare the next
         # batch while the model runs the current one. They run at a lower CPU priority: when a
         # burst of large images wants every core, the model thread still gets them first, so
         # the texts waiting on it keep their latency, and images lose nothing on an idle machine.
         workers = settings.decode_workers or os.cpu_count() or 1
+        lower_priority = lower_thread_priority(settings.decode_nice)
+
+        def start_decode_thread() -> None:
+            lower_priority()
+            model.start_helper_thread()
+
         self._decode_pool = ThreadPoolExecutor(
-            workers,
-            thread_name_prefix="decode",
-            initializer=lower_thread_priority(settings.decode_nice),
+            workers, thread_name_prefix="decode", initializer=start_decode_thread
         )
         # Pixels being decoded at once, summed over images: one caller's burst of huge pictures
         # decodes one or two at a time (bounding memory) instead of filling every worker.

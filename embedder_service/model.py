@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from embedder_service.settings import ModelSettings
-from embedder_service.text_threads import fastest_text_threads, torch_threads
+from embedder_service.text_threads import SHORT_TOKENS, TextThreadChoice, choose_text_threads
 from embedder_service.text_tower import CausalTextTower
 from fashionrag.errors import ConfigurationError, InvalidArgument
 from fashionrag.model_info import ModelInfo
@@ -48,6 +48,11 @@ class EmbeddingModel(Protocol):
 
     def embed_images(self, inputs: list[Any]) -> np.ndarray:
         """Embed preprocessed images; return their (N, D) vectors."""
+        ...
+
+    def start_helper_thread(self) -> None:
+        """Set up a thread that prepares inputs for the model (a decode worker): called once in
+        that thread before its first job."""
         ...
 
     def decode_on_device(self, data: bytes) -> tuple[Any, int, int] | None:
@@ -88,8 +93,8 @@ class OpenClipModel:
         )
         self._mean = list(getattr(normalize, "mean", OPENAI_MEAN))
         self._std = list(getattr(normalize, "std", OPENAI_STD))
-        # Threads for text batches (None: torch's own); see embedder_service.text_threads.
-        self.text_threads: int | None = None
+        # Threads for text batches (torch's own until measured); see embedder_service.text_threads.
+        self._text_threads = TextThreadChoice(torch.get_num_threads())
         self._text_tower = self._fastest_text_tower(model, self._device)
 
     @staticmethod
@@ -117,7 +122,7 @@ class OpenClipModel:
             ConfigurationError: the model or its weights cannot be found or downloaded; the
                 message names the offline ways out.
         """
-        _passive_openmp_waits()
+        short_openmp_spins()
         import open_clip
         import torch
 
@@ -175,10 +180,20 @@ class OpenClipModel:
         log.info("model loaded: %s", description)
         loaded = cls(model, preprocess, tokenizer, description)
         if device == "cpu":
-            loaded.text_threads = settings.text_threads or fastest_text_threads(
-                torch, loaded.embed_texts
+            loaded._text_threads = choose_text_threads(
+                torch, loaded._text_vectors, settings.text_threads
             )
         return loaded
+
+    @property
+    def text_threads(self) -> int:
+        """The thread count text batches run on now."""
+        return self._text_threads.current
+
+    @text_threads.setter
+    def text_threads(self, count: int) -> None:
+        """Run text batches on `count` threads from now on, without re-checking."""
+        self._text_threads = TextThreadChoice(count)
 
     def _normalised(self, features: Any) -> np.ndarray:
         features = features.float()
@@ -186,12 +201,21 @@ class OpenClipModel:
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+        counts = [self._token_count(t) for t in texts]
+        truncated = [count > self.description.context_length for count in counts]
+        one_short_text = len(texts) == 1 and counts[0] <= SHORT_TOKENS
+        vectors = self._text_threads.run(
+            self._torch, one_short_text, lambda: self._text_vectors(texts)
+        )
+        return vectors, truncated
+
+    def _text_vectors(self, texts: list[str]) -> np.ndarray:
+        """The texts' vectors, on the thread count set now."""
         tokens = self._tokenizer(texts).to(self._device)
-        truncated = [self._token_count(t) > self.description.context_length for t in texts]
-        with self._torch.inference_mode(), torch_threads(self._torch, self.text_threads):
+        with self._torch.inference_mode():
             if self._text_tower is None:
-                return self._normalised(self._model.encode_text(tokens)), truncated
-            return self._normalised(self._text_tower.encode(tokens)), truncated
+                return self._normalised(self._model.encode_text(tokens))
+            return self._normalised(self._text_tower.encode(tokens))
 
     def _token_count(self, text: str) -> int:
         """Tokens of `text` with its start and end markers, before any truncation."""
@@ -205,6 +229,14 @@ class OpenClipModel:
 
     def preprocess(self, image: Image.Image) -> Any:
         return self._preprocess(image)
+
+    def start_helper_thread(self) -> None:
+        # A thread's first parallel torch operation gives it a team of OpenMP threads of its
+        # own, and once libgomp manages more threads than there are cores it stops spinning
+        # between parallel regions everywhere: a decode thread's few tensor operations (the
+        # preprocessing's conversion and normalisation) would slow every text pass on the model
+        # thread (ViT-B-32 bf16, two cores: 12.5 -> 21 ms). On one thread they need no team.
+        self._torch.set_num_threads(1)
 
     def embed_images(self, inputs: list[Any]) -> np.ndarray:
         batch = self._torch.stack(inputs)
@@ -236,19 +268,22 @@ class OpenClipModel:
         return F.normalize(image, self._mean, self._std), width, height
 
 
-def _passive_openmp_waits() -> None:
-    """Let torch's OpenMP threads sleep between parallel regions instead of spinning, unless
-    OMP_WAIT_POLICY already says otherwise; only possible before torch is first imported.
+def short_openmp_spins() -> None:
+    """Let torch's idle OpenMP threads spin briefly before they sleep (GOMP_SPINCOUNT=10000),
+    unless OMP_WAIT_POLICY or GOMP_SPINCOUNT already say otherwise; only possible before torch
+    is first imported.
 
-    A forward pass of a short text is about a hundred small parallel regions. When the cores are
-    shared (the service's own decode and gRPC threads, or other processes), a spinning thread
-    burns the core its partner needs and every region waits for a descheduled thread: on two
-    busy cores one ViT-B-32 text took a median of 160 ms spinning against 35 ms sleeping, with
-    the same best case (see the README's text-latency section).
+    A forward pass of a short text is about a hundred small parallel regions, microseconds
+    apart. Threads that sleep between them (OMP_WAIT_POLICY=PASSIVE) pay a wake-up at each: a
+    ViT-B-32 bf16 text took 22 ms on two threads against 13.9 ms spinning briefly. libgomp's
+    own default spins about a hundred times longer, which on cores shared with other work burns
+    the core a partner thread needs. When another process takes a core while the embedder runs,
+    two spinning threads are slow (44 ms); `text_threads.TextThreadChoice` then moves texts to
+    one thread, which does not wait at all (20 ms).
     """
-    if "torch" in sys.modules:
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
         return
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 @contextmanager

@@ -1,11 +1,15 @@
-"""How many CPU threads the text tower runs on: chosen by measurement when the model loads.
+"""How many CPU threads the text tower runs on: measured when the model loads, and re-checked
+on the service's own short texts as it runs.
 
 A text batch is small work (a few positions per text) spread over a hundred small parallel
 regions, so sharing it between threads can cost more than it saves, and which way it goes
-depends on the CPU and the precision. Measured on this project's 2-core Xeon (AMX), ViT-B-32,
-one text: bf16 15.5 ms on one thread against 21.0 ms on two, and one thread won at every batch
-size up to 16; fp32 26.5 ms on two against 33.0 ms on one. So the embedder times a short text
-and a batch of eight both ways at start-up and keeps the faster; images keep every thread.
+depends on the CPU, the precision and what else runs on the cores. Measured on this project's
+2-core Xeon (AMX), ViT-B-32 bf16, one text through the service: 13.9 ms on two threads against
+about 17 on one with the cores to itself; when another process then took a core, 44 ms on two
+(one of the pair waits for its core at every region) against 20 on one. So the embedder times a
+short text and a batch of eight both ways at start-up and keeps the faster, then runs every
+`EXPLORE_EVERY`-th one-text batch on the other count and moves there when that is clearly
+faster. Images keep every thread.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +31,14 @@ PROBES = (["a red top"], [f"a photo of a {word} outfit" for word in "abcdefgh"])
 WARM_UPS = 2
 TRIES = 5
 # One thread must beat all of them by this much: a start-up beside other busy work measures
-# noisily, and the choice holds for the process's life.
+# noisily. The same margin holds for a move while running.
 MARGIN = 0.9
+# While running: every this-many-th one-text batch tries the other thread count, against the
+# median of this many recent ones on the current count. A text of at most SHORT_TOKENS tokens
+# counts (a query), so lengths barely change the time compared.
+EXPLORE_EVERY = 20
+RECENT = 9
+SHORT_TOKENS = 16
 
 
 @contextmanager
@@ -78,3 +91,69 @@ def fastest_text_threads(torch: Any, embed: Callable[[list[str]], object]) -> in
         ", ".join(f"{c} thread(s) {s * 1000:.1f} ms" for c, s in timed.items()),
     )
     return chosen
+
+
+class TextThreadChoice:
+    """The thread count text batches run on, kept on the faster of two as the machine changes.
+
+    Args:
+        current: the count to start on (measured at load, or given).
+        other: the count to try now and then; None keeps `current` for good (a count given by
+            --text-threads, or a machine with one core).
+    """
+
+    def __init__(self, current: int, other: int | None = None) -> None:
+        self.current = current
+        self._other = other
+        self._recent: deque[float] = deque(maxlen=RECENT)
+        self._short_batches = 0
+
+    def run(self, torch: Any, one_short_text: bool, work: Callable[[], T]) -> T:
+        """Run `work` (a text batch) on the chosen thread count; a batch of one short text is
+        timed, and every EXPLORE_EVERY-th runs on the other count instead."""
+        count = self.current
+        if one_short_text and self._other is not None:
+            self._short_batches += 1
+            if self._short_batches % EXPLORE_EVERY == 0 and len(self._recent) == RECENT:
+                count = self._other
+        started = time.perf_counter()
+        with torch_threads(torch, count):
+            result = work()
+        if one_short_text:
+            self.record(count, time.perf_counter() - started)
+        return result
+
+    def record(self, count: int, seconds: float) -> None:
+        """Take the time of a one-short-text batch run on `count` threads."""
+        if count == self.current:
+            self._recent.append(seconds)
+            return
+        if self._other is None or count != self._other:
+            return
+        usual = statistics.median(self._recent)
+        if seconds < MARGIN * usual:
+            log.info(
+                "text batches now run on %d thread(s): a short text took %.1f ms, against a "
+                "median of %.1f ms on %d",
+                count,
+                seconds * 1000,
+                usual * 1000,
+                self.current,
+            )
+            self.current, self._other = count, self.current
+            self._recent.clear()
+            self._recent.append(seconds)
+
+
+def choose_text_threads(
+    torch: Any, embed: Callable[[list[str]], object], given: int = 0
+) -> TextThreadChoice:
+    """`given` threads for good, or (0) the count measured fastest now, re-checked as texts
+    run against the other of one and all."""
+    if given:
+        return TextThreadChoice(given)
+    every = torch.get_num_threads()
+    chosen = fastest_text_threads(torch, embed)
+    if every <= 1:
+        return TextThreadChoice(chosen)
+    return TextThreadChoice(chosen, other=1 if chosen == every else every)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from devstack.servers import TINY_MODEL
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
 from embedder_service.images import decode_reduced
-from embedder_service.model import OpenClipModel
+from embedder_service.server import load_engine
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
 
@@ -26,7 +27,7 @@ def engine(model_name: str, **kw: object) -> EmbedEngine:
     settings = EmbedderSettings.model_validate(
         {"model": model_name, "pretrained": "none", "device": "cpu", "max_delay_ms": 0, **kw}
     )
-    return EmbedEngine(OpenClipModel.load(settings), settings)
+    return load_engine(settings)
 
 
 def embed(e: EmbedEngine, images: list[bytes]) -> np.ndarray:
@@ -119,3 +120,30 @@ def test_auto_precision(
 def test_fp16_on_a_cpu_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="needs a CUDA device"):
         model_module._resolve_precision("fp16", "cpu")
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_serving_starts_no_openmp_team_beside_the_loads() -> None:
+    """torch's OpenMP workers belong to the thread that first runs parallel work. The engine's
+    model thread is the one that loaded the model (and timed its text passes there), and the
+    decode threads run their tensor work on one thread, so texts and images start no OpenMP
+    threads: only the decode threads themselves. (More teams than cores make libgomp stop
+    spinning between parallel regions, a short text 12.5 -> 21 ms: see `load_engine`.)"""
+    e = engine("ViT-B-32", decode_workers=2)
+    before = os_threads()
+
+    async def run() -> int:
+        try:
+            await e.embed_texts(["red tops"])
+            outcomes = await e.embed_images([(str(i), photo(640, 480, seed=i)) for i in range(6)])
+            assert all(o.vector is not None for o in outcomes)
+            await e.embed_texts(["a long black evening dress"])
+            return os_threads() - before
+        finally:
+            await e.close()
+
+    started = asyncio.run(run())
+    assert started <= 2, f"{started} threads started for 2 decode workers"

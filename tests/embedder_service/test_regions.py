@@ -18,8 +18,8 @@ from devstack import servers
 from devstack.garments import draw_outfit
 from embedder_service.client import EmbedderClient, ImageRequest
 from embedder_service.engine import EmbedEngine, ImageItem, ImageOutcome
-from embedder_service.model import OpenClipModel
 from embedder_service.regions import MARGIN
+from embedder_service.server import load_engine
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import InvalidArgument
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
@@ -180,7 +180,7 @@ def _engine(**kw: object) -> EmbedEngine:
             **kw,
         }
     )
-    return EmbedEngine(OpenClipModel.load(settings), settings)
+    return load_engine(settings)
 
 
 def _embed(engine: EmbedEngine, items: list[ImageItem]) -> list[ImageOutcome]:
