@@ -28,9 +28,9 @@ from benchmarks.common import rate, write_results
 from devstack.sample_data import large_png, photo_jpeg
 from devstack.servers import Server, resident_mb, start_embedder
 from embedder_service.client import EmbedderClient
+from embedder_service.engine import EmbedEngine
 from embedder_service.images import decode_reduced
 from embedder_service.model import OpenClipModel, cpu_has_amx
-from embedder_service.server import load_engine
 from embedder_service.settings import EmbedderSettings
 
 BATCH = 32
@@ -68,7 +68,7 @@ def in_process(
     settings: EmbedderSettings, data: list[bytes], texts: list[str]
 ) -> tuple[float, float]:
     """The service's own engine, called in this process: images/s and texts/s."""
-    engine = load_engine(settings)
+    engine = EmbedEngine.load(settings)
 
     async def best_rate(count: int, work: Callable[[], Awaitable[None]]) -> float:
         best = float("inf")
@@ -229,7 +229,7 @@ def against_the_limit(
         )
         for p in precisions
     }
-    engines = {p: load_engine(settings[p]) for p in precisions}
+    engines = {p: EmbedEngine.load(settings[p]) for p in precisions}
     models = {p: engines[p].model for p in precisions}
     items = [(str(i), d) for i, d in enumerate(data)]
     decoded = [models["fp32"].preprocess(Image.open(io.BytesIO(d)).convert("RGB")) for d in data]

@@ -28,8 +28,7 @@ from benchmarks.common import write_results
 from devstack.garments import draw_outfit
 from devstack.servers import TINY_MODEL
 from embedder_service import regions
-from embedder_service.engine import ImageItem
-from embedder_service.server import load_engine
+from embedder_service.engine import EmbedEngine, ImageItem
 from embedder_service.settings import EmbedderSettings
 
 MARGINS = (0.0, 0.05, 0.1, 0.2)
@@ -150,7 +149,7 @@ def cost(model: str, images: int, seed: int) -> list[tuple[int, float]]:
         ]
 
     async def run() -> list[tuple[int, float]]:
-        engine = load_engine(settings)
+        engine = EmbedEngine.load(settings)
         loop = asyncio.get_running_loop()
         try:
             await engine.embed_images(items(1)[:2])

@@ -231,11 +231,13 @@ class OpenClipModel:
         return self._preprocess(image)
 
     def start_helper_thread(self) -> None:
-        # A thread's first parallel torch operation gives it a team of OpenMP threads of its
-        # own, and once libgomp manages more threads than there are cores it stops spinning
-        # between parallel regions everywhere: a decode thread's few tensor operations (the
-        # preprocessing's conversion and normalisation) would slow every text pass on the model
-        # thread (ViT-B-32 bf16, two cores: 12.5 -> 21 ms). On one thread they need no team.
+        # A thread's first parallel torch operation gives it an OpenMP team of its own, and more
+        # teams than the model thread's slow every text pass (see `EmbedEngine.load`): a decode
+        # thread's few tensor operations (the preprocessing's conversion and normalisation) run
+        # on one thread, which needs no team. torch settles a thread's count lazily, from the
+        # count any thread set last, at its first parallel operation: asking for it settles it
+        # now, so the model thread's own changes later cannot reach this one.
+        self._torch.get_num_threads()
         self._torch.set_num_threads(1)
 
     def embed_images(self, inputs: list[Any]) -> np.ndarray:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
 from embedder_service.engine import EmbedEngine
 from embedder_service.metrics import EmbedderMetrics
-from embedder_service.model import OpenClipModel
 from embedder_service.servicer import EmbedderServicer
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import Unavailable
@@ -46,27 +44,6 @@ class _LoadingServicer(EmbedderServicer):
             await self._engine.close()
 
 
-def load_engine(settings: EmbedderSettings, metrics: EmbedderMetrics | None = None) -> EmbedEngine:
-    """The model that `settings` names, loaded on the thread that will run it, in its engine.
-
-    torch's OpenMP threads belong to the thread that first runs parallel work: the load (whose
-    timed text passes choose the text thread count) and every later pass share one team that
-    way. A second team would leave libgomp managing more threads than there are cores, and it
-    then stops spinning between parallel regions: a ViT-B-32 bf16 text took 21 ms instead of
-    12.5 on two cores.
-
-    Raises:
-        ConfigurationError: the model cannot be loaded (see `OpenClipModel.load`).
-    """
-    model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
-    try:
-        model = model_thread.submit(OpenClipModel.load, settings).result()
-    except BaseException:
-        model_thread.shutdown(wait=False)
-        raise
-    return EmbedEngine(model, settings, metrics, model_thread=model_thread)
-
-
 async def serve(settings: EmbedderSettings) -> None:
     """Listen at once (health NOT_SERVING), load the model, serve until SIGTERM."""
     metrics = EmbedderMetrics()
@@ -91,7 +68,7 @@ async def serve(settings: EmbedderSettings) -> None:
 
     async def load() -> None:
         # Loading takes seconds to minutes (a download, a GPU); off the loop so health answers.
-        servicer.engine = await asyncio.to_thread(load_engine, settings, metrics)
+        servicer.engine = await asyncio.to_thread(EmbedEngine.load, settings, metrics)
 
     try:
         await service.run(ready=load)

@@ -37,7 +37,8 @@ class ModelSettings(BaseSettings):
         0,
         ge=0,
         description="CPU threads for text batches: 0 = measured at start-up (one or all, "
-        "whichever runs short texts faster), N = that many; images use every thread",
+        "whichever runs short texts faster) and re-checked while serving, N = that many for "
+        "good; images use every thread",
     )
 
 

@@ -7,9 +7,9 @@ depends on the CPU, the precision and what else runs on the cores. Measured on t
 2-core Xeon (AMX), ViT-B-32 bf16, one text through the service: 13.9 ms on two threads against
 about 17 on one with the cores to itself; when another process then took a core, 44 ms on two
 (one of the pair waits for its core at every region) against 20 on one. So the embedder times a
-short text and a batch of eight both ways at start-up and keeps the faster, then runs every
-`EXPLORE_EVERY`-th one-text batch on the other count and moves there when that is clearly
-faster. Images keep every thread.
+short text and a batch of eight both ways at start-up and keeps the faster; then, while it
+serves, every EXPLORE_EVERY-th batch of one short text runs on the other count, and the choice
+moves there when that was clearly faster (`TextThreadChoice`). Images keep every thread.
 """
 
 from __future__ import annotations
@@ -96,53 +96,66 @@ def fastest_text_threads(torch: Any, embed: Callable[[list[str]], object]) -> in
 class TextThreadChoice:
     """The thread count text batches run on, kept on the faster of two as the machine changes.
 
+    Not thread-safe: the embedder makes every model call on its one model thread. A move rests
+    on one timed try against the median of RECENT batches, so a try that happens to be slow only
+    delays a move to the next try; a lucky fast one moves the choice, and the next try moves it
+    back if it was luck.
+
     Args:
         current: the count to start on (measured at load, or given).
         other: the count to try now and then; None keeps `current` for good (a count given by
             --text-threads, or a machine with one core).
+        clock: seconds, for timing batches (tests give their own).
     """
 
-    def __init__(self, current: int, other: int | None = None) -> None:
+    def __init__(
+        self,
+        current: int,
+        other: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.current = current
         self._other = other
+        self._clock = clock
         self._recent: deque[float] = deque(maxlen=RECENT)
         self._short_batches = 0
 
     def run(self, torch: Any, one_short_text: bool, work: Callable[[], T]) -> T:
-        """Run `work` (a text batch) on the chosen thread count; a batch of one short text is
-        timed, and every EXPLORE_EVERY-th runs on the other count instead."""
+        """Run `work` (a text batch) on the chosen thread count. A batch of one short text (at
+        most SHORT_TOKENS tokens) is timed, and once RECENT of them are known every
+        EXPLORE_EVERY-th runs on the other count instead."""
         count = self.current
         if one_short_text and self._other is not None:
             self._short_batches += 1
             if self._short_batches % EXPLORE_EVERY == 0 and len(self._recent) == RECENT:
                 count = self._other
-        started = time.perf_counter()
+        started = self._clock()
         with torch_threads(torch, count):
             result = work()
-        if one_short_text:
-            self.record(count, time.perf_counter() - started)
+        if one_short_text and self._other is not None:
+            self._record(count, self._clock() - started)
         return result
 
-    def record(self, count: int, seconds: float) -> None:
-        """Take the time of a one-short-text batch run on `count` threads."""
+    def _record(self, count: int, seconds: float) -> None:
+        """Take the time of a one-short-text batch run on `count` threads; move to the other
+        count when its try beat the usual time by MARGIN."""
         if count == self.current:
             self._recent.append(seconds)
             return
-        if self._other is None or count != self._other:
-            return
         usual = statistics.median(self._recent)
-        if seconds < MARGIN * usual:
-            log.info(
-                "text batches now run on %d thread(s): a short text took %.1f ms, against a "
-                "median of %.1f ms on %d",
-                count,
-                seconds * 1000,
-                usual * 1000,
-                self.current,
-            )
-            self.current, self._other = count, self.current
-            self._recent.clear()
-            self._recent.append(seconds)
+        if seconds >= MARGIN * usual:
+            return
+        log.info(
+            "text batches now run on %d thread(s): a short text took %.1f ms, against a median "
+            "of %.1f ms on %d",
+            count,
+            seconds * 1000,
+            usual * 1000,
+            self.current,
+        )
+        self.current, self._other = count, self.current
+        self._recent.clear()
+        self._recent.append(seconds)
 
 
 def choose_text_threads(

@@ -1,11 +1,7 @@
-"""The CLIP text tower run on a batch's real length instead of the full context.
-
-open_clip runs every text over all 77 positions; "red tops" is 4 of them. For a text tower that
-is causal with end-token pooling, the positions after the end token cannot change the vector, so
-`CausalTextTower` runs only up to the batch's last end token and gives open_clip's own vectors.
-Which models qualify is decided from the model's own attributes; the others run open_clip's full
-path. torch is imported inside the functions, as in `embedder_service.model`, so that importing
-this module does not start torch before the model settles its thread policy.
+"""The CLIP text tower run on a batch's real length instead of the full context (see
+`CausalTextTower`), and on a CPU on prepacked weights (`CausalTextTower.prepacked`). torch is
+imported inside the functions, as in `embedder_service.model`, so that importing this module
+does not start torch before the model settles its OpenMP settings.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +18,6 @@ from devstack.servers import TINY_MODEL
 from embedder_service import model as model_module
 from embedder_service.engine import EmbedEngine
 from embedder_service.images import decode_reduced
-from embedder_service.server import load_engine
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import ConfigurationError
 
@@ -27,7 +28,7 @@ def engine(model_name: str, **kw: object) -> EmbedEngine:
     settings = EmbedderSettings.model_validate(
         {"model": model_name, "pretrained": "none", "device": "cpu", "max_delay_ms": 0, **kw}
     )
-    return load_engine(settings)
+    return EmbedEngine.load(settings)
 
 
 def embed(e: EmbedEngine, images: list[bytes]) -> np.ndarray:
@@ -122,28 +123,44 @@ def test_fp16_on_a_cpu_is_refused() -> None:
         model_module._resolve_precision("fp16", "cpu")
 
 
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+# Run in a process of its own, so that no other test's threads come or go meanwhile. Texts run
+# on one thread (--text-threads 1): each batch sets the count and sets it back, which a decode
+# thread's first parallel operation would otherwise pick up.
+OPENMP_PROBE = """
+import asyncio, json, os
+from devstack.sample_data import photo_jpeg
+from embedder_service.engine import EmbedEngine
+from embedder_service.settings import EmbedderSettings
+
+settings = EmbedderSettings.model_validate({
+    "model": "ViT-B-32", "pretrained": "none", "device": "cpu", "precision": "fp32",
+    "max_delay_ms": 0, "decode_workers": 2, "text_threads": 1,
+})
+engine = EmbedEngine.load(settings)
+photos = [(str(i), photo_jpeg(640, 480, seed=i)) for i in range(6)]
+before = len(os.listdir("/proc/self/task"))
+
+async def serve():
+    try:
+        for round in range(3):
+            texts = [engine.embed_texts([f"red tops {round} {i}"]) for i in range(4)]
+            await asyncio.gather(engine.embed_images(photos), *texts)
+        return len(os.listdir("/proc/self/task")) - before
+    finally:
+        await engine.close()
+
+print(json.dumps({"started": asyncio.run(serve())}))
+"""
 
 
 def test_serving_starts_no_openmp_team_beside_the_loads() -> None:
-    """torch's OpenMP workers belong to the thread that first runs parallel work. The engine's
-    model thread is the one that loaded the model (and timed its text passes there), and the
-    decode threads run their tensor work on one thread, so texts and images start no OpenMP
-    threads: only the decode threads themselves. (More teams than cores make libgomp stop
-    spinning between parallel regions, a short text 12.5 -> 21 ms: see `load_engine`.)"""
-    e = engine("ViT-B-32", decode_workers=2)
-    before = os_threads()
-
-    async def run() -> int:
-        try:
-            await e.embed_texts(["red tops"])
-            outcomes = await e.embed_images([(str(i), photo(640, 480, seed=i)) for i in range(6)])
-            assert all(o.vector is not None for o in outcomes)
-            await e.embed_texts(["a long black evening dress"])
-            return os_threads() - before
-        finally:
-            await e.close()
-
-    started = asyncio.run(run())
+    """torch's OpenMP workers belong to the thread that first runs parallel work (see
+    `EmbedEngine.load`). The model thread is the one that loaded the model, and decode threads
+    run their tensor work on one thread even while the model thread changes its own count, so
+    texts and images together start no OpenMP threads: only the two decode threads."""
+    done = subprocess.run(
+        [sys.executable, "-c", OPENMP_PROBE], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    started = json.loads(done.stdout.strip().splitlines()[-1])["started"]
     assert started <= 2, f"{started} threads started for 2 decode workers"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from devstack.servers import TINY_MODEL
+from embedder_service import prepacked_blocks
 from embedder_service.model import OpenClipModel
 from embedder_service.prepacked_blocks import PackedLinear, PackedSelfAttention, can_prepack
 from embedder_service.settings import ModelSettings
@@ -125,7 +127,8 @@ def test_preprocess_accepts_decoded_bytes(model: OpenClipModel) -> None:
 def full_context_vectors(model: OpenClipModel, texts: list[str]) -> np.ndarray:
     with torch.inference_mode():
         tokens = model._tokenizer(texts)
-        return torch.nn.functional.normalize(model._model.encode_text(tokens), dim=-1).numpy()
+        vectors = model._model.encode_text(tokens).float()
+        return torch.nn.functional.normalize(vectors, dim=-1).numpy()
 
 
 def assert_same_directions(actual: np.ndarray, expected: np.ndarray) -> None:
@@ -288,6 +291,24 @@ def test_prepacking_is_for_the_cpu_in_fp32_or_bf16_where_onednn_has_it() -> None
     assert not can_prepack(torch.float32, torch.device("meta"))
 
 
+def test_a_precision_onednn_cannot_run_keeps_open_clips_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As on a CPU without oneDNN's bf16 (AVX2 only): a bf16 model keeps open_clip's blocks,
+    though its norms are fp32 (open_clip keeps them so) and fp32 could be packed."""
+    monkeypatch.setattr(
+        prepacked_blocks, "can_prepack", lambda dtype, device: dtype == torch.float32
+    )
+    bf16 = OpenClipModel.load(settings(precision="bf16", text_threads=1))
+    tower = bf16._text_tower
+    assert tower is not None
+    assert isinstance(tower.transformer.resblocks[0].attn, torch.nn.MultiheadAttention)
+    assert not isinstance(tower.text_projection, PackedLinear)
+    texts = texts_up_to(16, [2, 5, 16])
+    reference = full_context_vectors(bf16, texts)
+    assert (bf16.embed_texts(texts)[0] * reference).sum(axis=1).min() >= 0.999
+
+
 def test_bf16_text_vectors_follow_fp32_ones() -> None:
     """bf16 keeps about three significant digits, so it is held to fp32's directions loosely;
     prepacked where oneDNN runs bf16 on this CPU, open_clip's blocks elsewhere."""
@@ -350,3 +371,30 @@ def test_text_vectors_are_the_same_on_any_thread_count(model: OpenClipModel) -> 
         assert torch.get_num_threads() == before  # images keep every thread
     cosine = (vectors[1] * vectors[2]).sum(axis=1)
     assert cosine.min() >= 0.99999, cosine
+
+
+def test_a_helper_thread_stays_on_one_thread_whatever_the_model_thread_sets(
+    model: OpenClipModel,
+) -> None:
+    """torch settles a thread's count lazily, at its first parallel operation, from the count
+    any thread set last: a decode thread set up before the model thread sets its own count back
+    (as a text batch on one thread does) must still run on one thread."""
+    ready, go = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def helper() -> None:
+        model.start_helper_thread()
+        ready.set()
+        go.wait(10)
+        seen.append(torch.get_num_threads())
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    ready.wait(10)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.set_num_threads(2)
+    go.set()
+    thread.join(10)
+    torch.set_num_threads(before)
+    assert seen == [1]

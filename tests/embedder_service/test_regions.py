@@ -19,7 +19,6 @@ from devstack.garments import draw_outfit
 from embedder_service.client import EmbedderClient, ImageRequest
 from embedder_service.engine import EmbedEngine, ImageItem, ImageOutcome
 from embedder_service.regions import MARGIN
-from embedder_service.server import load_engine
 from embedder_service.settings import EmbedderSettings
 from fashionrag.errors import InvalidArgument
 from fashionrag.v1 import embedder_pb2, embedder_pb2_grpc
@@ -180,7 +179,7 @@ def _engine(**kw: object) -> EmbedEngine:
             **kw,
         }
     )
-    return load_engine(settings)
+    return EmbedEngine.load(settings)
 
 
 def _embed(engine: EmbedEngine, items: list[ImageItem]) -> list[ImageOutcome]:
