@@ -54,39 +54,31 @@ class CausalTextTower:
 
         encode_text = getattr(type(model), "encode_text", None)
         if encode_text is CLIP.encode_text:
-            tower = cls(
-                model.token_embedding,
-                model.positional_embedding,
-                model.transformer,
-                model.ln_final,
-                model.text_projection,
-                model.attn_mask,
-                model.text_pool_type,
-                getattr(model, "text_eos_id", None),
-                model.transformer.get_cast_dtype(),
-            )
+            parts, pool_type = model, model.text_pool_type
+            eos_id = getattr(model, "text_eos_id", None)
         elif encode_text is CustomTextCLIP.encode_text:
-            text = model.text
+            parts = model.text
             if (
-                type(text).forward is not TextTransformer.forward
-                or text.cls_emb is not None
-                or text.use_pad_mask
-                or text.output_tokens
+                type(parts).forward is not TextTransformer.forward
+                or parts.cls_emb is not None
+                or parts.use_pad_mask
+                or parts.output_tokens
             ):
                 return None
-            tower = cls(
-                text.token_embedding,
-                text.positional_embedding,
-                text.transformer,
-                text.ln_final,
-                text.text_projection,
-                text.attn_mask,
-                text.pool_type,
-                getattr(text, "eos_id", None),
-                text.transformer.get_cast_dtype(),
-            )
+            pool_type, eos_id = parts.pool_type, getattr(parts, "eos_id", None)
         else:
             return None
+        tower = cls(
+            parts.token_embedding,
+            parts.positional_embedding,
+            parts.transformer,
+            parts.ln_final,
+            parts.text_projection,
+            parts.attn_mask,
+            pool_type,
+            eos_id,
+            parts.transformer.get_cast_dtype(),
+        )
         if tower.pool_type not in ("argmax", "eos") or not _is_causal(tower.attn_mask):
             return None
         return tower
