@@ -42,13 +42,13 @@ SHORT_TOKENS = 16
 
 
 @contextmanager
-def torch_threads(torch: Any, count: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op threads set to `count` (None: as they are), then
-    set them back. The embedder runs every model call on one thread of its own, so no image
-    batch runs meanwhile. torch also keeps a process-wide count, so other threads' small torch
-    work (the decode threads' preprocessing) may run on that many threads meanwhile."""
+def torch_threads(torch: Any, count: int) -> Iterator[None]:
+    """Run the block with the calling thread's torch intra-op threads set to `count`, then set
+    them back. The embedder runs every model call on one thread of its own, so no image batch
+    runs meanwhile; the decode threads settled their own count at start
+    (`OpenClipModel.start_helper_thread`), so this does not reach them."""
     before = torch.get_num_threads()
-    if count is None or count == before:
+    if count == before:
         yield
         return
     torch.set_num_threads(count)
@@ -76,21 +76,6 @@ def seconds_per_round(torch: Any, embed: Callable[[list[str]], object], count: i
             one(texts)
         rounds.append(time.perf_counter() - started)
     return statistics.median(rounds)
-
-
-def fastest_text_threads(torch: Any, embed: Callable[[list[str]], object]) -> int:
-    """One thread when it runs the text probes clearly faster (by MARGIN), else all of them."""
-    every = torch.get_num_threads()
-    if every <= 1:
-        return every
-    timed = {count: seconds_per_round(torch, embed, count) for count in (every, 1)}
-    chosen = 1 if timed[1] < MARGIN * timed[every] else every
-    log.info(
-        "text batches run on %d thread(s): %s",
-        chosen,
-        ", ".join(f"{c} thread(s) {s * 1000:.1f} ms" for c, s in timed.items()),
-    )
-    return chosen
 
 
 class TextThreadChoice:
@@ -161,12 +146,18 @@ class TextThreadChoice:
 def choose_text_threads(
     torch: Any, embed: Callable[[list[str]], object], given: int = 0
 ) -> TextThreadChoice:
-    """`given` threads for good, or (0) the count measured fastest now, re-checked as texts
-    run against the other of one and all."""
+    """`given` threads for good, or (0) one thread when it runs the text probes clearly faster
+    (by MARGIN) now, else all of them; re-checked as texts run against the other of the two."""
     if given:
         return TextThreadChoice(given)
     every = torch.get_num_threads()
-    chosen = fastest_text_threads(torch, embed)
     if every <= 1:
-        return TextThreadChoice(chosen)
+        return TextThreadChoice(every)
+    timed = {count: seconds_per_round(torch, embed, count) for count in (every, 1)}
+    chosen = 1 if timed[1] < MARGIN * timed[every] else every
+    log.info(
+        "text batches run on %d thread(s): %s",
+        chosen,
+        ", ".join(f"{c} thread(s) {s * 1000:.1f} ms" for c, s in timed.items()),
+    )
     return TextThreadChoice(chosen, other=1 if chosen == every else every)
