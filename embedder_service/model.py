@@ -203,9 +203,9 @@ class OpenClipModel:
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         counts = [self._token_count(t) for t in texts]
         truncated = [count > self.description.context_length for count in counts]
-        one_short_text = len(texts) == 1 and counts[0] <= SHORT_TOKENS
+        short_texts = len(texts) if max(counts, default=0) <= SHORT_TOKENS else 0
         vectors = self._text_threads.run(
-            self._torch, one_short_text, lambda: self._text_vectors(texts)
+            self._torch, short_texts, lambda: self._text_vectors(texts)
         )
         return vectors, truncated
 

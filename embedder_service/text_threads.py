@@ -8,8 +8,12 @@ depends on the CPU, the precision and what else runs on the cores. Measured on t
 about 17 on one with the cores to itself; when another process then took a core, 44 ms on two
 (one of the pair waits for its core at every region) against 20 on one. So the embedder times a
 short text and a batch of eight both ways at start-up and keeps the faster; then, while it
-serves, every EXPLORE_EVERY-th batch of one short text runs on the other count, and the choice
-moves there when that was clearly faster (`TextThreadChoice`). Images keep every thread.
+serves, every EXPLORE_EVERY-th batch of a few short texts runs on the other count, and the choice
+moves there when that was clearly faster than batches of as many texts usually take
+(`TextThreadChoice`). Batches of several texts count too: with eight callers at once the query
+service and ChromaDB share the cores with the model, the embedder rarely sees a text alone, and
+one thread then served 113-117 searches/s against 95-103 on two (bf16, `bench_query`'s setup).
+Images keep every thread.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ TRIES = 5
 # One thread must beat all of them by this much: a start-up beside other busy work measures
 # noisily. The same margin holds for a move while running.
 MARGIN = 0.9
-# While running: every this-many-th one-text batch tries the other thread count, against the
-# median of this many recent ones on the current count. A text of at most SHORT_TOKENS tokens
-# counts (a query), so lengths barely change the time compared.
+# While running: every this-many-th timed batch tries the other thread count, against the
+# median of this many recent batches of as many texts on the current count. A batch of at most
+# MAX_TEXTS texts of at most SHORT_TOKENS tokens each is timed (queries), so lengths barely
+# change the time compared.
 EXPLORE_EVERY = 20
 RECENT = 9
 SHORT_TOKENS = 16
+MAX_TEXTS = 8
 
 
 @contextmanager
@@ -81,6 +87,10 @@ def seconds_per_round(torch: Any, embed: Callable[[list[str]], object], count: i
 class TextThreadChoice:
     """The thread count text batches run on, kept on the faster of two as the machine changes.
 
+    Batches are compared with batches of as many texts (a batch of one and a batch of five
+    differ more than the two counts do); a try comes at the first batch, EXPLORE_EVERY timed
+    batches after the last try, whose size has RECENT times on the current count.
+
     Not thread-safe: the embedder makes every model call on its one model thread. A move rests
     on one timed try against the median of RECENT batches, so a try that happens to be slow only
     delays a move to the next try; a lucky fast one moves the choice, and the next try moves it
@@ -102,45 +112,51 @@ class TextThreadChoice:
         self.current = current
         self._other = other
         self._clock = clock
-        self._recent: deque[float] = deque(maxlen=RECENT)
-        self._short_batches = 0
+        # Recent times on the current count, by the number of texts in the batch.
+        self._recent: dict[int, deque[float]] = {}
+        self._since_try = 0
 
-    def run(self, torch: Any, one_short_text: bool, work: Callable[[], T]) -> T:
-        """Run `work` (a text batch) on the chosen thread count. A batch of one short text (at
-        most SHORT_TOKENS tokens) is timed, and once RECENT of them are known every
-        EXPLORE_EVERY-th runs on the other count instead."""
+    def run(self, torch: Any, short_texts: int, work: Callable[[], T]) -> T:
+        """Run `work` (a text batch) on the chosen thread count. `short_texts` is the number of
+        texts when each has at most SHORT_TOKENS tokens, else 0; a batch of 1 to MAX_TEXTS such
+        texts is timed, and now and then runs on the other count instead."""
+        timed = self._other is not None and 0 < short_texts <= MAX_TEXTS
         count = self.current
-        if one_short_text and self._other is not None:
-            self._short_batches += 1
-            if self._short_batches % EXPLORE_EVERY == 0 and len(self._recent) == RECENT:
-                count = self._other
+        if timed:
+            self._since_try += 1
+            if self._since_try >= EXPLORE_EVERY and self._known(short_texts):
+                self._since_try = 0
+                count = self._other or count
         started = self._clock()
         with torch_threads(torch, count):
             result = work()
-        if one_short_text and self._other is not None:
-            self._record(count, self._clock() - started)
+        if timed:
+            self._record(short_texts, count, self._clock() - started)
         return result
 
-    def _record(self, count: int, seconds: float) -> None:
-        """Take the time of a one-short-text batch run on `count` threads; move to the other
-        count when its try beat the usual time by MARGIN."""
+    def _known(self, texts: int) -> bool:
+        return len(self._recent.get(texts, ())) == RECENT
+
+    def _record(self, texts: int, count: int, seconds: float) -> None:
+        """Take the time of a timed batch of `texts` texts run on `count` threads; move to the
+        other count when its try beat the usual time of as many texts by MARGIN."""
         if count == self.current:
-            self._recent.append(seconds)
+            self._recent.setdefault(texts, deque(maxlen=RECENT)).append(seconds)
             return
-        usual = statistics.median(self._recent)
+        usual = statistics.median(self._recent[texts])
         if seconds >= MARGIN * usual:
             return
         log.info(
-            "text batches now run on %d thread(s): a short text took %.1f ms, against a median "
-            "of %.1f ms on %d",
+            "text batches now run on %d thread(s): %d short text(s) took %.1f ms, against a "
+            "median of %.1f ms on %d",
             count,
+            texts,
             seconds * 1000,
             usual * 1000,
             self.current,
         )
         self.current, self._other = count, self.current
-        self._recent.clear()
-        self._recent.append(seconds)
+        self._recent = {texts: deque([seconds], maxlen=RECENT)}
 
 
 def choose_text_threads(

@@ -1,19 +1,24 @@
 """The text thread count: kept on the faster of two counts as the machine changes, judged on
-the service's own one-text batches (a small fake stands in for torch's thread-count calls and
-for the clock, which each batch advances by what it takes on the count it ran on)."""
+the service's own batches of a few short texts (a small fake stands in for torch's thread-count
+calls and for the clock, which each batch advances by what it takes on the count it ran on)."""
 
 from __future__ import annotations
+
+import functools
 
 from embedder_service.text_threads import (
     EXPLORE_EVERY,
     MARGIN,
+    MAX_TEXTS,
+    RECENT,
     TextThreadChoice,
     choose_text_threads,
 )
 
 
 class FakeMachine:
-    """torch's thread-count calls, and a clock a text batch advances by `seconds_on[count]`."""
+    """torch's thread-count calls, and a clock a batch of n texts advances by n times
+    `seconds_on[count]`."""
 
     def __init__(self, threads: int, seconds_on: dict[int, float]) -> None:
         self.threads = threads
@@ -29,16 +34,21 @@ class FakeMachine:
     def clock(self) -> float:
         return self.now
 
-    def batch(self) -> int:
-        self.now += self.seconds_on[self.threads]
+    def batch(self, texts: int = 1) -> int:
+        self.now += texts * self.seconds_on[self.threads]
         return self.threads
 
 
 def counts_run(
     choice: TextThreadChoice, machine: FakeMachine, batches: int, short: bool
 ) -> list[int]:
-    """The thread count each of `batches` text batches ran on."""
-    return [choice.run(machine, short, machine.batch) for _ in range(batches)]
+    """The thread count each of `batches` batches of one text ran on (a short one, or not)."""
+    return [choice.run(machine, int(short), machine.batch) for _ in range(batches)]
+
+
+def sizes_run(choice: TextThreadChoice, machine: FakeMachine, sizes: list[int]) -> list[int]:
+    """The thread count each batch of short texts ran on, one batch per entry of `sizes`."""
+    return [choice.run(machine, n, functools.partial(machine.batch, n)) for n in sizes]
 
 
 def test_every_so_often_a_short_text_tries_the_other_count() -> None:
@@ -81,3 +91,33 @@ def test_a_count_given_at_start_up_is_kept() -> None:
     machine = FakeMachine(2, {2: 0.044, 1: 0.020})
     choice = choose_text_threads(machine, lambda texts: None, given=2)
     assert set(counts_run(choice, machine, 3 * EXPLORE_EVERY, short=True)) == {2}
+
+
+def test_batches_of_several_texts_follow_the_machine_too() -> None:
+    # Eight callers at once: the embedder sees batches of 3 to 5 texts, rarely one alone, and
+    # the query service and ChromaDB busy beside it make two threads the slower.
+    machine = FakeMachine(2, {2: 0.0105, 1: 0.0085})
+    choice = TextThreadChoice(2, other=1, clock=machine.clock)
+    sizes_run(choice, machine, [3, 4, 5] * (RECENT + EXPLORE_EVERY))
+    assert choice.current == 1
+    machine.seconds_on = {2: 0.006, 1: 0.0085}
+    sizes_run(choice, machine, [3, 4, 5] * (RECENT + EXPLORE_EVERY))
+    assert choice.current == 2
+
+
+def test_a_try_is_judged_against_batches_of_as_many_texts() -> None:
+    # Two threads are the faster, and texts cost by their number: a one-text try on one thread
+    # is quicker than a typical batch of the mix, but not than one text on two threads.
+    machine = FakeMachine(2, {2: 0.0139, 1: 0.017})
+    choice = TextThreadChoice(2, other=1, clock=machine.clock)
+    counts = sizes_run(choice, machine, list(range(1, 8)) * 40)  # 7 sizes: tries land on each
+    tries = counts.count(1)
+    assert 8 <= tries <= len(counts) // EXPLORE_EVERY  # it tried, and never moved
+    assert choice.current == 2
+
+
+def test_long_or_many_texts_are_not_timed() -> None:
+    machine = FakeMachine(2, {2: 0.044, 1: 0.020})
+    choice = TextThreadChoice(2, other=1, clock=machine.clock)
+    assert set(sizes_run(choice, machine, [MAX_TEXTS + 1] * 100)) == {2}
+    assert set(sizes_run(choice, machine, [0] * 100)) == {2}  # 0: some text was long
