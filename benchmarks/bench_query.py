@@ -40,6 +40,9 @@ from query_service.client import QueryClient
 short_openmp_spins()
 
 CALLERS = (1, 8)
+# Calls per way and caller count before the counted rounds (the embedder's text-thread choice
+# needs about a hundred batches under a new load to settle).
+WARM_UP_CALLS = 200
 QUIET = ("--log-level", "WARNING")
 WORDS = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
 STYLES = ["casual", "evening", "vintage", "sporty", "elegant", "bold", "plain", "bright"]
@@ -172,17 +175,24 @@ def measure(
     service: QueryClient, bare: BareWay, tag: str, rounds: int, queries: int
 ) -> dict[tuple[str, int], Tally]:
     """The service and the bare way taking turns (which goes first alternates), `rounds` rounds
-    of `queries` distinct texts per caller count."""
-    bare.search("warm-up")
+    of `queries` distinct texts per caller (a round of 8 callers makes 8 times as many calls,
+    so that the start and end of a round, with fewer calls in flight, weigh little in its
+    throughput), after a round of each not counted: both ways are measured as they run under a
+    steady load, past first calls and the embedder's choice of text threads settling
+    (`embedder_service.text_threads`)."""
     ways: dict[str, Callable[[str], object]] = {
         "service": lambda text: service.text(text, top_k=10),
         "bare": bare.search,
     }
+    for way, call in ways.items():
+        for callers in CALLERS:
+            batch = texts(f"{tag}warm-{way}-{callers}-", WARM_UP_CALLS)
+            one_round(call, batch, callers, Tally())
     tallies = {(way, c): Tally() for way in ways for c in CALLERS}
     for r in range(rounds):
         order = list(ways) if r % 2 == 0 else list(reversed(ways))
         for callers in CALLERS:
-            batch = texts(f"{tag}{r}-{callers}-", queries * (1 if callers == 1 else 2))
+            batch = texts(f"{tag}{r}-{callers}-", queries * callers)
             for way in order:
                 one_round(ways[way], batch, callers, tallies[way, callers])
     return tallies
@@ -222,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_query")
     parser.add_argument("--vectors", type=int, default=10_000)
     parser.add_argument(
-        "--queries", type=int, default=12, help="calls per round with 1 caller (8 callers: 2x)"
+        "--queries", type=int, default=24, help="calls per caller per round (8 callers: 8x)"
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="ViT-B-32")
@@ -284,7 +294,7 @@ def main() -> None:
             "Search latency and throughput, service vs the bare way",
             f"{args.model} with random weights, CPU, {args.vectors} vectors in ChromaDB, top 10, "
             f"distinct texts (the text cache never hits), {args.rounds} rounds of "
-            f"{args.queries} calls (1 caller) and {2 * args.queries} calls (8 callers) per way, "
+            f"{args.queries} calls (1 caller) and {8 * args.queries} calls (8 callers) per way, "
             f"the ways alternated; embedder --max-delay-ms {delay}",
             [
                 "precision, callers",

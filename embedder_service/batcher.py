@@ -40,8 +40,9 @@ class DynamicBatcher(Generic[In, Out]):
         run_batch: the blocking model call; one output per input, in order.
         executor: where `run_batch` runs (off the event loop).
         max_batch_size: the most items in one call of `run_batch`.
-        max_delay_s: how long the first item of a batch waits for company (not at all when the
-            last batch was one request and no other is queued: a lone caller).
+        max_delay_s: how long the first item of a batch waits for company, counted from its
+            arrival (not at all when the last batch was one request and no other is queued: a
+            lone caller).
         lone_waits: a lone caller waits the whole `max_delay_s` too (a fixed window).
         max_queue: the most items waiting; past it `submit` raises ResourceExhausted.
         metrics: where batch sizes and queue depth are recorded.
@@ -123,7 +124,11 @@ class DynamicBatcher(Generic[In, Out]):
         # come. Concurrent callers keep the window, which keeps their batches full.
         lone = not (self.lone_waits or self._company) and self._queue.empty()
         window = 0.0 if lone else self.max_delay_s
-        deadline = time.perf_counter() + window
+        # The window counts from the first request's arrival: one that already waited out a
+        # busy model's pass does not wait again, and the requests queued meanwhile are its
+        # company. With eight callers the model is the busy part, and idling it for a window
+        # after every pass cost 8 % of their searches (bf16, 116 against 125 a second).
+        deadline = first.enqueued + window
         while size < self.max_batch_size:
             timeout = deadline - time.perf_counter()
             if timeout <= 0 and self._queue.empty():

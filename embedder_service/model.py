@@ -187,8 +187,8 @@ class OpenClipModel:
 
     @property
     def text_threads(self) -> int:
-        """The thread count text batches run on now."""
-        return self._text_threads.current
+        """The thread count a lone text runs on now (texts with company may differ)."""
+        return self._text_threads.count()
 
     @text_threads.setter
     def text_threads(self, count: int) -> None:
@@ -203,9 +203,9 @@ class OpenClipModel:
     def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         counts = [self._token_count(t) for t in texts]
         truncated = [count > self.description.context_length for count in counts]
-        short_texts = len(texts) if max(counts, default=0) <= SHORT_TOKENS else 0
+        short = max(counts, default=0) <= SHORT_TOKENS
         vectors = self._text_threads.run(
-            self._torch, short_texts, lambda: self._text_vectors(texts)
+            self._torch, len(texts), short, lambda: self._text_vectors(texts)
         )
         return vectors, truncated
 

@@ -8,12 +8,16 @@ depends on the CPU, the precision and what else runs on the cores. Measured on t
 about 17 on one with the cores to itself; when another process then took a core, 44 ms on two
 (one of the pair waits for its core at every region) against 20 on one. So the embedder times a
 short text and a batch of eight both ways at start-up and keeps the faster; then, while it
-serves, every EXPLORE_EVERY-th batch of a few short texts runs on the other count, and the choice
+serves, every EXPLORE_EVERY-th batch of short texts runs on the other count, and the choice
 moves there when that was clearly faster than batches of as many texts usually take
-(`TextThreadChoice`). Batches of several texts count too: with eight callers at once the query
-service and ChromaDB share the cores with the model, the embedder rarely sees a text alone, and
-one thread then served 113-117 searches/s against 95-103 on two (bf16, `bench_query`'s setup).
-Images keep every thread.
+(`TextThreadChoice`).
+
+A text alone and texts with company learn their counts apart. A lone text means no other
+search is running, and the query service and ChromaDB wait for it; texts batched together mean
+several callers, whose other steps share the cores with the model. With eight callers at once
+(bf16, `bench_query`'s setup) batches of three or four texts on one thread served 112
+searches/s against 96 on two, while a lone caller's text was faster on two (18.7 against 25.6
+ms a search). Images keep every thread.
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ TRIES = 5
 # One thread must beat all of them by this much: a start-up beside other busy work measures
 # noisily. The same margin holds for a move while running.
 MARGIN = 0.9
-# While running: every this-many-th timed batch tries the other thread count, against the
-# median of this many recent batches of as many texts on the current count. A batch of at most
-# MAX_TEXTS texts of at most SHORT_TOKENS tokens each is timed (queries), so lengths barely
-# change the time compared.
+# While running: every this-many-th timed batch of a kind (a lone text, or texts with company)
+# tries the other thread count, against the median of this many recent batches of as many texts
+# on the current count. A batch of at most MAX_TEXTS texts of at most SHORT_TOKENS tokens each is
+# timed (queries), so lengths barely change the time compared.
 EXPLORE_EVERY = 20
 RECENT = 9
 SHORT_TOKENS = 16
@@ -84,17 +88,49 @@ def seconds_per_round(torch: Any, embed: Callable[[list[str]], object], count: i
     return statistics.median(rounds)
 
 
-class TextThreadChoice:
-    """The thread count text batches run on, kept on the faster of two as the machine changes.
+class _Track:
+    """The thread count of one kind of batch (a lone text, or texts with company), and how long
+    its batches took lately on it, by the number of texts."""
 
-    Batches are compared with batches of as many texts (a batch of one and a batch of five
-    differ more than the two counts do); a try comes at the first batch, EXPLORE_EVERY timed
-    batches after the last try, whose size has RECENT times on the current count.
+    def __init__(self, current: int, other: int) -> None:
+        self.current = current
+        self.other = other
+        self.recent: dict[int, deque[float]] = {}
+        self.since_try = 0
+
+    def count_for(self, texts: int, timed: bool) -> int:
+        """The count a batch of `texts` runs on: the other one when a try is due (EXPLORE_EVERY
+        timed batches since the last, and RECENT times known for as many texts)."""
+        if not timed:
+            return self.current
+        self.since_try += 1
+        if self.since_try >= EXPLORE_EVERY and len(self.recent.get(texts, ())) == RECENT:
+            self.since_try = 0
+            return self.other
+        return self.current
+
+    def record(self, texts: int, count: int, seconds: float) -> float | None:
+        """Take a timed batch's seconds on `count` threads. A try that beat the usual time of as
+        many texts by MARGIN moves the track there and returns that usual time."""
+        if count == self.current:
+            self.recent.setdefault(texts, deque(maxlen=RECENT)).append(seconds)
+            return None
+        usual = statistics.median(self.recent[texts])
+        if seconds >= MARGIN * usual:
+            return None
+        self.current, self.other = count, self.current
+        self.recent = {texts: deque([seconds], maxlen=RECENT)}
+        return usual
+
+
+class TextThreadChoice:
+    """The thread count text batches run on, kept on the faster of two as the machine changes,
+    for a lone text and for texts with company apart.
 
     Not thread-safe: the embedder makes every model call on its one model thread. A move rests
-    on one timed try against the median of RECENT batches, so a try that happens to be slow only
-    delays a move to the next try; a lucky fast one moves the choice, and the next try moves it
-    back if it was luck.
+    on one timed try against the median of RECENT batches of as many texts, so a try that happens
+    to be slow only delays a move to the next try; a lucky fast one moves the choice, and the
+    next try moves it back if it was luck.
 
     Args:
         current: the count to start on (measured at load, or given).
@@ -109,54 +145,43 @@ class TextThreadChoice:
         other: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.current = current
-        self._other = other
         self._clock = clock
-        # Recent times on the current count, by the number of texts in the batch.
-        self._recent: dict[int, deque[float]] = {}
-        self._since_try = 0
+        # Without another count, tries run on the same one and never move anything.
+        self._tracks = {kind: _Track(current, other or current) for kind in ("lone", "company")}
 
-    def run(self, torch: Any, short_texts: int, work: Callable[[], T]) -> T:
-        """Run `work` (a text batch) on the chosen thread count. `short_texts` is the number of
-        texts when each has at most SHORT_TOKENS tokens, else 0; a batch of 1 to MAX_TEXTS such
-        texts is timed, and now and then runs on the other count instead."""
-        timed = self._other is not None and 0 < short_texts <= MAX_TEXTS
-        count = self.current
-        if timed:
-            self._since_try += 1
-            if self._since_try >= EXPLORE_EVERY and self._known(short_texts):
-                self._since_try = 0
-                count = self._other or count
+    def count(self, texts: int = 1) -> int:
+        """The count a batch of `texts` texts runs on now (tries aside)."""
+        return self._tracks[_kind(texts)].current
+
+    def run(self, torch: Any, texts: int, short: bool, work: Callable[[], T]) -> T:
+        """Run `work`, a batch of `texts` texts (`short` when each has at most SHORT_TOKENS
+        tokens), on the chosen thread count; a batch of 1 to MAX_TEXTS short texts is timed, and
+        now and then runs on the other count instead."""
+        kind = _kind(texts)
+        track = self._tracks[kind]
+        timed = short and 0 < texts <= MAX_TEXTS
+        count = track.count_for(texts, timed)
         started = self._clock()
         with torch_threads(torch, count):
             result = work()
-        if timed:
-            self._record(short_texts, count, self._clock() - started)
+        seconds = self._clock() - started
+        usual = track.record(texts, count, seconds) if timed else None
+        if usual is not None:
+            log.info(
+                "%s now run on %d thread(s): %d short text(s) took %.1f ms, against a median "
+                "of %.1f ms on %d",
+                "lone texts" if kind == "lone" else "texts with company",
+                count,
+                texts,
+                seconds * 1000,
+                usual * 1000,
+                track.other,
+            )
         return result
 
-    def _known(self, texts: int) -> bool:
-        return len(self._recent.get(texts, ())) == RECENT
 
-    def _record(self, texts: int, count: int, seconds: float) -> None:
-        """Take the time of a timed batch of `texts` texts run on `count` threads; move to the
-        other count when its try beat the usual time of as many texts by MARGIN."""
-        if count == self.current:
-            self._recent.setdefault(texts, deque(maxlen=RECENT)).append(seconds)
-            return
-        usual = statistics.median(self._recent[texts])
-        if seconds >= MARGIN * usual:
-            return
-        log.info(
-            "text batches now run on %d thread(s): %d short text(s) took %.1f ms, against a "
-            "median of %.1f ms on %d",
-            count,
-            texts,
-            seconds * 1000,
-            usual * 1000,
-            self.current,
-        )
-        self.current, self._other = count, self.current
-        self._recent = {texts: deque([seconds], maxlen=RECENT)}
+def _kind(texts: int) -> str:
+    return "lone" if texts <= 1 else "company"
 
 
 def choose_text_threads(

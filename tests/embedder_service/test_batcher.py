@@ -15,20 +15,23 @@ from fashionrag.errors import ResourceExhausted
 
 
 class Recorder:
-    """Doubles its inputs and remembers every batch it was given."""
+    """Doubles its inputs and remembers every batch it was given, and when each ran."""
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
         self.batches: list[list[int]] = []
+        self.spans: list[tuple[float, float]] = []
         self.delay = delay
         self.fail_on = fail_on
         self.lock = threading.Lock()
 
     def __call__(self, items: list[int]) -> list[int]:
+        started = time.perf_counter()
         with self.lock:
             self.batches.append(list(items))
         if self.fail_on is not None and self.fail_on in items:
             raise RuntimeError("boom")
         time.sleep(self.delay)
+        self.spans.append((started, time.perf_counter()))
         return [2 * i for i in items]
 
 
@@ -149,6 +152,29 @@ def test_a_fixed_window_holds_a_lone_caller_for_company() -> None:
 
     assert asyncio.run(main()) == [[2, 4], [6], [8]]
     assert run.batches == [[1, 2], [3, 4]]
+
+
+def test_a_request_that_waited_out_a_pass_does_not_wait_again() -> None:
+    # The window counts from a request's arrival. [3] comes while [1, 2] runs for longer than
+    # the window: once the model is free it runs at once, not a whole window later (the last
+    # batch had company, so it would otherwise be held for more).
+    run = Recorder(delay=1.0)
+    window = 0.8
+
+    async def main() -> list[list[int]]:
+        b = batcher(run, max_delay_s=window, max_batch_size=2)
+        try:
+            first = asyncio.gather(b.submit([1]), b.submit([2]))
+            await asyncio.sleep(0.05)  # [1, 2] filled its batch and runs
+            later = await asyncio.wait_for(b.submit([3]), timeout=30)
+            return [*await first, later]
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [[2], [4], [6]]
+    assert run.batches == [[1, 2], [3]]
+    (_, freed), (started, _) = run.spans
+    assert started - freed < window / 2, f"waited {started - freed:.2f}s after the pass"
 
 
 def test_full_queue_refuses_at_once() -> None:
