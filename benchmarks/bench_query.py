@@ -40,9 +40,10 @@ from query_service.client import QueryClient
 short_openmp_spins()
 
 CALLERS = (1, 8)
-# Calls per way and caller count before the counted rounds (the embedder's text-thread choice
-# needs about a hundred batches under a new load to settle).
-WARM_UP_CALLS = 200
+# Calls per caller, per way and caller count, before the counted rounds: the embedder's choice
+# of text threads needs nine batches of a size and then twenty more before it tries the other
+# count, and 8 callers' 400 calls make about a hundred batches of 3-4 texts.
+WARM_UP_CALLS = 50
 QUIET = ("--log-level", "WARNING")
 WORDS = ["red", "blue", "long", "short", "striped", "leather", "summer", "formal"]
 STYLES = ["casual", "evening", "vintage", "sporty", "elegant", "bold", "plain", "bright"]
@@ -186,7 +187,7 @@ def measure(
     }
     for way, call in ways.items():
         for callers in CALLERS:
-            batch = texts(f"{tag}warm-{way}-{callers}-", WARM_UP_CALLS)
+            batch = texts(f"{tag}warm-{way}-{callers}-", WARM_UP_CALLS * callers)
             one_round(call, batch, callers, Tally())
     tallies = {(way, c): Tally() for way in ways for c in CALLERS}
     for r in range(rounds):

@@ -29,6 +29,8 @@ Out = TypeVar("Out")
 class _Pending(Generic[In, Out]):
     items: list[In]
     future: asyncio.Future[list[Out]]
+    # Whether it arrived while a batch of its kind ran: another caller was there.
+    behind_a_batch: bool = False
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -37,7 +39,9 @@ class DynamicBatcher(Generic[In, Out]):
 
     Args:
         kind: "texts" or "images", for logs and metrics.
-        run_batch: the blocking model call; one output per input, in order.
+        run_batch: the blocking model call, given the items and whether they have company
+            (more than one request, or one that came while a batch of its kind ran: concurrent
+            callers); one output per input, in order.
         executor: where `run_batch` runs (off the event loop).
         max_batch_size: the most items in one call of `run_batch`.
         max_delay_s: how long the first item of a batch waits for company, counted from its
@@ -51,7 +55,7 @@ class DynamicBatcher(Generic[In, Out]):
     def __init__(
         self,
         kind: str,
-        run_batch: Callable[[list[In]], Sequence[Out]],
+        run_batch: Callable[[list[In], bool], Sequence[Out]],
         executor: Executor,
         *,
         max_batch_size: int,
@@ -71,6 +75,7 @@ class DynamicBatcher(Generic[In, Out]):
         self._queue: asyncio.Queue[_Pending[In, Out]] = asyncio.Queue()
         self._queued_items = 0
         self._worker: asyncio.Task[None] | None = None
+        self._running = False  # a batch is with the model now
         # Whether the last batch had company (more than one request): only then does the next
         # one wait for it. Nothing has come yet: wait, as for a burst.
         self._company = True
@@ -112,7 +117,7 @@ class DynamicBatcher(Generic[In, Out]):
         future: asyncio.Future[list[Out]] = asyncio.get_running_loop().create_future()
         self._queued_items += len(items)
         self._metrics.queue_depth.labels(self.kind).set(self._queued_items)
-        self._queue.put_nowait(_Pending(items, future))
+        self._queue.put_nowait(_Pending(items, future, behind_a_batch=self._running))
         return await future
 
     async def _collect(self) -> list[_Pending[In, Out]]:
@@ -127,8 +132,10 @@ class DynamicBatcher(Generic[In, Out]):
         # The window counts from the first request's arrival: one that already waited out a
         # busy model's pass does not wait again, and the requests queued meanwhile are its
         # company. With eight callers the model is the busy part, and idling it for a window
-        # after every pass cost 8 % of their searches (bf16, 116 against 125 a second).
-        deadline = first.enqueued + window
+        # after every pass cost 8 % of their searches (bf16, 116 against 125 a second). A first
+        # request whose caller gave up does not count: the window starts now.
+        opened = time.perf_counter() if first.future.done() else first.enqueued
+        deadline = opened + window
         while size < self.max_batch_size:
             timeout = deadline - time.perf_counter()
             if timeout <= 0 and self._queue.empty():
@@ -158,13 +165,15 @@ class DynamicBatcher(Generic[In, Out]):
             items = [item for p in batch for item in p.items]
             if not items:
                 continue
+            company = len(batch) > 1 or any(p.behind_a_batch for p in batch)
             outputs: list[Out] = []
+            self._running = True
             try:
                 for start in range(0, len(items), self.max_batch_size):
                     chunk = items[start : start + self.max_batch_size]
                     self._metrics.batch_size.labels(self.kind).observe(len(chunk))
                     outputs.extend(
-                        await loop.run_in_executor(self._executor, self._run_batch, chunk)
+                        await loop.run_in_executor(self._executor, self._run_batch, chunk, company)
                     )
             except Exception as exc:
                 log.exception("%s batch of %d items failed", self.kind, len(items))
@@ -172,6 +181,8 @@ class DynamicBatcher(Generic[In, Out]):
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
+            finally:
+                self._running = False
             self._metrics.items.labels(self.kind).inc(len(items))
             offset = 0
             for p in batch:

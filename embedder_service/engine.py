@@ -186,11 +186,11 @@ class EmbedEngine:
         self._model_thread.shutdown(wait=True)
         self._decode_pool.shutdown(wait=True)
 
-    def _run_texts(self, texts: list[str]) -> list[tuple[np.ndarray, bool]]:
-        vectors, truncated = self.model.embed_texts(texts)
+    def _run_texts(self, texts: list[str], company: bool) -> list[tuple[np.ndarray, bool]]:
+        vectors, truncated = self.model.embed_texts(texts, company=company)
         return list(zip(vectors, truncated, strict=True))
 
-    def _run_images(self, tensors: list[Any]) -> list[np.ndarray]:
+    def _run_images(self, tensors: list[Any], company: bool) -> list[np.ndarray]:
         return list(self.model.embed_images(tensors))
 
     def _check_count(self, what: str, n: int, boxes: int = 0) -> None:

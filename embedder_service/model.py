@@ -38,8 +38,10 @@ class EmbeddingModel(Protocol):
 
     description: ModelInfo
 
-    def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
-        """Embed texts; return the (N, D) vectors and, per text, whether it was truncated."""
+    def embed_texts(self, texts: list[str], company: bool = False) -> tuple[np.ndarray, list[bool]]:
+        """Embed texts; return the (N, D) vectors and, per text, whether it was truncated.
+        `company`: they come from concurrent callers (see `DynamicBatcher`), whose other work
+        may share the cores."""
         ...
 
     def preprocess(self, image: Image.Image) -> Any:
@@ -200,12 +202,12 @@ class OpenClipModel:
         features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
-    def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
+    def embed_texts(self, texts: list[str], company: bool = False) -> tuple[np.ndarray, list[bool]]:
         counts = [self._token_count(t) for t in texts]
         truncated = [count > self.description.context_length for count in counts]
         short = max(counts, default=0) <= SHORT_TOKENS
         vectors = self._text_threads.run(
-            self._torch, len(texts), short, lambda: self._text_vectors(texts)
+            self._torch, len(texts), short, company, lambda: self._text_vectors(texts)
         )
         return vectors, truncated
 

@@ -62,13 +62,14 @@ class EmbedderSettings(ModelSettings, ServerSettings):
     max_delay_ms: float = Field(
         5.0,
         ge=0,
-        description="how long a request waits for others to share its forward pass (a lone "
-        "caller, whose last batch had no company, does not wait)",
+        description="how long a request waits for others to share its forward pass, counted "
+        "from its arrival (a lone caller, whose last batch had no company, does not wait)",
     )
     fixed_delay: bool = Field(
         False,
-        description="every batch waits the whole --max-delay-ms for company, lone callers too "
-        "(a steady, predictable hold: the tests use it to keep requests in flight)",
+        description="every batch waits for company until --max-delay-ms after its first "
+        "request came, lone callers too (a steady, predictable hold: the tests use it to keep "
+        "requests in flight)",
     )
     max_queue: int = Field(
         1024, ge=1, description="most items waiting per kind; past it RESOURCE_EXHAUSTED"

@@ -12,9 +12,10 @@ serves, every EXPLORE_EVERY-th batch of short texts runs on the other count, and
 moves there when that was clearly faster than batches of as many texts usually take
 (`TextThreadChoice`).
 
-A text alone and texts with company learn their counts apart. A lone text means no other
-search is running, and the query service and ChromaDB wait for it; texts batched together mean
-several callers, whose other steps share the cores with the model. With eight callers at once
+Texts alone and texts with company learn their counts apart (company: the batcher saw more than
+one request in the batch, or one that came while a batch ran). Alone means no other search is
+running, and the query service and ChromaDB wait for the text; company means several callers,
+whose other steps share the cores with the model. With eight callers at once
 (bf16, `bench_query`'s setup) batches of three or four texts on one thread served 112
 searches/s against 96 on two, while a lone caller's text was faster on two (18.7 against 25.6
 ms a search). Images keep every thread.
@@ -47,6 +48,9 @@ MARGIN = 0.9
 # timed (queries), so lengths barely change the time compared.
 EXPLORE_EVERY = 20
 RECENT = 9
+# Times of a batch size not seen for this many timed batches are dropped: they came from
+# another load (a try is never judged against them).
+STALE_AFTER = 5 * EXPLORE_EVERY
 SHORT_TOKENS = 16
 MAX_TEXTS = 8
 
@@ -89,20 +93,26 @@ def seconds_per_round(torch: Any, embed: Callable[[list[str]], object], count: i
 
 
 class _Track:
-    """The thread count of one kind of batch (a lone text, or texts with company), and how long
-    its batches took lately on it, by the number of texts."""
+    """The thread count of one kind of batch (texts alone, or with company), and how long its
+    batches took lately on it, by the number of texts."""
 
     def __init__(self, current: int, other: int) -> None:
         self.current = current
         self.other = other
         self.recent: dict[int, deque[float]] = {}
+        self.last_seen: dict[int, int] = {}  # the timed batch that last had that many texts
+        self.timed = 0
         self.since_try = 0
 
     def count_for(self, texts: int, timed: bool) -> int:
         """The count a batch of `texts` runs on: the other one when a try is due (EXPLORE_EVERY
-        timed batches since the last, and RECENT times known for as many texts)."""
+        timed batches since the last, and RECENT recent times known for as many texts)."""
         if not timed:
             return self.current
+        self.timed += 1
+        if self.timed - self.last_seen.get(texts, self.timed) > STALE_AFTER:
+            self.recent.pop(texts, None)
+        self.last_seen[texts] = self.timed
         self.since_try += 1
         if self.since_try >= EXPLORE_EVERY and len(self.recent.get(texts, ())) == RECENT:
             self.since_try = 0
@@ -125,7 +135,7 @@ class _Track:
 
 class TextThreadChoice:
     """The thread count text batches run on, kept on the faster of two as the machine changes,
-    for a lone text and for texts with company apart.
+    for texts alone and texts with company apart.
 
     Not thread-safe: the embedder makes every model call on its one model thread. A move rests
     on one timed try against the median of RECENT batches of as many texts, so a try that happens
@@ -146,20 +156,19 @@ class TextThreadChoice:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._clock = clock
-        # Without another count, tries run on the same one and never move anything.
-        self._tracks = {kind: _Track(current, other or current) for kind in ("lone", "company")}
+        # Without another count, nothing is tried or timed.
+        self._tracks = {company: _Track(current, other or current) for company in (False, True)}
 
-    def count(self, texts: int = 1) -> int:
-        """The count a batch of `texts` texts runs on now (tries aside)."""
-        return self._tracks[_kind(texts)].current
+    def count(self, company: bool = False) -> int:
+        """The count texts alone, or with company, run on now (tries aside)."""
+        return self._tracks[company].current
 
-    def run(self, torch: Any, texts: int, short: bool, work: Callable[[], T]) -> T:
+    def run(self, torch: Any, texts: int, short: bool, company: bool, work: Callable[[], T]) -> T:
         """Run `work`, a batch of `texts` texts (`short` when each has at most SHORT_TOKENS
-        tokens), on the chosen thread count; a batch of 1 to MAX_TEXTS short texts is timed, and
-        now and then runs on the other count instead."""
-        kind = _kind(texts)
-        track = self._tracks[kind]
-        timed = short and 0 < texts <= MAX_TEXTS
+        tokens; `company` when from concurrent callers), on the chosen thread count; a batch of
+        1 to MAX_TEXTS short texts is timed, and now and then runs on the other count instead."""
+        track = self._tracks[company]
+        timed = short and 0 < texts <= MAX_TEXTS and track.other != track.current
         count = track.count_for(texts, timed)
         started = self._clock()
         with torch_threads(torch, count):
@@ -170,7 +179,7 @@ class TextThreadChoice:
             log.info(
                 "%s now run on %d thread(s): %d short text(s) took %.1f ms, against a median "
                 "of %.1f ms on %d",
-                "lone texts" if kind == "lone" else "texts with company",
+                "texts with company" if company else "texts alone",
                 count,
                 texts,
                 seconds * 1000,
@@ -178,10 +187,6 @@ class TextThreadChoice:
                 track.other,
             )
         return result
-
-
-def _kind(texts: int) -> str:
-    return "lone" if texts <= 1 else "company"
 
 
 def choose_text_threads(

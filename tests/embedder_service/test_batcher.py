@@ -15,19 +15,22 @@ from fashionrag.errors import ResourceExhausted
 
 
 class Recorder:
-    """Doubles its inputs and remembers every batch it was given, and when each ran."""
+    """Doubles its inputs and remembers every batch it was given, whether it had company, and
+    when each ran."""
 
     def __init__(self, delay: float = 0.0, fail_on: int | None = None) -> None:
         self.batches: list[list[int]] = []
         self.spans: list[tuple[float, float]] = []
+        self.company: list[bool] = []
         self.delay = delay
         self.fail_on = fail_on
         self.lock = threading.Lock()
 
-    def __call__(self, items: list[int]) -> list[int]:
+    def __call__(self, items: list[int], company: bool) -> list[int]:
         started = time.perf_counter()
         with self.lock:
             self.batches.append(list(items))
+            self.company.append(company)
         if self.fail_on is not None and self.fail_on in items:
             raise RuntimeError("boom")
         time.sleep(self.delay)
@@ -158,8 +161,8 @@ def test_a_request_that_waited_out_a_pass_does_not_wait_again() -> None:
     # The window counts from a request's arrival. [3] comes while [1, 2] runs for longer than
     # the window: once the model is free it runs at once, not a whole window later (the last
     # batch had company, so it would otherwise be held for more).
-    run = Recorder(delay=1.0)
-    window = 0.8
+    run = Recorder(delay=0.6)
+    window = 0.5
 
     async def main() -> list[list[int]]:
         b = batcher(run, max_delay_s=window, max_batch_size=2)
@@ -175,6 +178,29 @@ def test_a_request_that_waited_out_a_pass_does_not_wait_again() -> None:
     assert run.batches == [[1, 2], [3]]
     (_, freed), (started, _) = run.spans
     assert started - freed < window / 2, f"waited {started - freed:.2f}s after the pass"
+
+
+def test_a_batch_says_whether_its_callers_had_company() -> None:
+    # Company: more than one request, or one that came while a batch ran (another caller was
+    # there). The embedder runs texts with company on their own thread count.
+    run = Recorder(delay=0.2)
+
+    async def main() -> None:
+        b = batcher(run, max_delay_s=0)
+        try:
+            await b.submit([1])  # alone
+            running = asyncio.ensure_future(b.submit([2]))
+            await asyncio.sleep(0.05)  # [2] runs
+            came_meanwhile = asyncio.ensure_future(b.submit([3]))
+            await asyncio.gather(running, came_meanwhile)
+            await asyncio.gather(b.submit([4]), b.submit([5]))  # together
+            await b.submit([6])  # alone again
+        finally:
+            await b.stop()
+
+    asyncio.run(main())
+    assert run.batches == [[1], [2], [3], [4, 5], [6]]
+    assert run.company == [False, False, True, True, False]
 
 
 def test_full_queue_refuses_at_once() -> None:

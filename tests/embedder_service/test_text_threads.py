@@ -11,7 +11,9 @@ from embedder_service.text_threads import (
     MARGIN,
     MAX_TEXTS,
     RECENT,
+    STALE_AFTER,
     TextThreadChoice,
+    _Track,
     choose_text_threads,
 )
 
@@ -42,15 +44,17 @@ class FakeMachine:
 def counts_run(
     choice: TextThreadChoice, machine: FakeMachine, batches: int, short: bool
 ) -> list[int]:
-    """The thread count each of `batches` batches of one text ran on (a short one, or not)."""
-    return [choice.run(machine, 1, short, machine.batch) for _ in range(batches)]
+    """The thread count each of `batches` batches of one text alone ran on (a short one, or
+    not)."""
+    return [choice.run(machine, 1, short, False, machine.batch) for _ in range(batches)]
 
 
 def sizes_run(
     choice: TextThreadChoice, machine: FakeMachine, sizes: list[int], short: bool = True
 ) -> list[int]:
-    """The thread count each batch ran on, one batch of that many texts per entry of `sizes`."""
-    return [choice.run(machine, n, short, functools.partial(machine.batch, n)) for n in sizes]
+    """The thread count each batch with company ran on, one batch of that many texts per entry
+    of `sizes`."""
+    return [choice.run(machine, n, short, True, functools.partial(machine.batch, n)) for n in sizes]
 
 
 def test_every_so_often_a_short_text_tries_the_other_count() -> None:
@@ -95,21 +99,22 @@ def test_a_count_given_at_start_up_is_kept() -> None:
     assert set(counts_run(choice, machine, 3 * EXPLORE_EVERY, short=True)) == {2}
 
 
-def test_batches_of_several_texts_follow_the_machine_too() -> None:
-    # Eight callers at once: the embedder sees batches of 3 to 5 texts, rarely one alone, and
-    # the query service and ChromaDB busy beside it make two threads the slower.
+def test_texts_with_company_follow_the_machine_too() -> None:
+    # Eight callers at once: the embedder sees batches of 3 to 5 texts from several callers,
+    # and the query service and ChromaDB busy beside it make two threads the slower.
     machine = FakeMachine(2, {2: 0.0105, 1: 0.0085})
     choice = TextThreadChoice(2, other=1, clock=machine.clock)
     sizes_run(choice, machine, [3, 4, 5] * (RECENT + EXPLORE_EVERY))
-    assert choice.count(4) == 1
+    assert choice.count(company=True) == 1
     machine.seconds_on = {2: 0.006, 1: 0.0085}
     sizes_run(choice, machine, [3, 4, 5] * (RECENT + EXPLORE_EVERY))
-    assert choice.count(4) == 2
+    assert choice.count(company=True) == 2
 
 
-def test_a_lone_text_and_texts_with_company_learn_apart() -> None:
-    # Alone, two threads are faster; with company (other processes busy), one thread. Load that
-    # comes and goes round by round must not drag either along.
+def test_texts_alone_and_with_company_learn_apart() -> None:
+    # Alone, two threads are faster; with company (other processes busy), one thread, one-text
+    # batches with company too. Load that comes and goes round by round must not drag either
+    # along.
     machine = FakeMachine(2, {2: 0.0139, 1: 0.017})
     choice = TextThreadChoice(2, other=1, clock=machine.clock)
     lone, company = {2: 0.0139, 1: 0.017}, {2: 0.0105, 1: 0.0085}
@@ -117,13 +122,13 @@ def test_a_lone_text_and_texts_with_company_learn_apart() -> None:
         machine.seconds_on = lone
         counts_run(choice, machine, 25, short=True)
         machine.seconds_on = company
-        sizes_run(choice, machine, [3, 4] * 25)
-    assert (choice.count(1), choice.count(4)) == (2, 1)
+        sizes_run(choice, machine, [1, 3, 4] * 25)
+    assert (choice.count(company=False), choice.count(company=True)) == (2, 1)
     # Each runs on its own count at once, a try at most aside.
     machine.seconds_on = lone
     assert counts_run(choice, machine, EXPLORE_EVERY, short=True).count(2) >= EXPLORE_EVERY - 1
     machine.seconds_on = company
-    assert sizes_run(choice, machine, [3, 4] * 10).count(1) >= 19
+    assert sizes_run(choice, machine, [1, 3, 4] * 10).count(1) >= 28  # two tries at most
 
 
 def test_a_try_is_judged_against_batches_of_as_many_texts() -> None:
@@ -134,7 +139,23 @@ def test_a_try_is_judged_against_batches_of_as_many_texts() -> None:
     counts = sizes_run(choice, machine, list(range(1, 8)) * 40)  # 7 sizes: tries land on each
     tries = counts.count(1)
     assert 8 <= tries <= len(counts) // EXPLORE_EVERY  # it tried, and never moved
-    assert choice.count() == 2
+    assert choice.count(company=True) == 2
+
+
+def test_times_of_a_batch_size_not_seen_for_long_are_dropped() -> None:
+    # Eight texts came once under another load; a try on eight texts much later is not judged
+    # against those times, but waits for RECENT new ones.
+    track = _Track(2, 1)
+    for _ in range(RECENT):
+        track.record(8, track.count_for(8, timed=True), 0.05)
+    assert track.count_for(8, timed=True) == 2
+    for _ in range(STALE_AFTER):
+        track.record(3, track.count_for(3, timed=True), 0.02)
+    assert len(track.recent[8]) == RECENT
+    track.count_for(8, timed=True)
+    assert 8 not in track.recent
+    track.since_try = EXPLORE_EVERY  # a try is due: still none until eight texts have times
+    assert track.count_for(8, timed=True) == 2
 
 
 def test_long_or_many_texts_are_not_timed() -> None:
