@@ -40,8 +40,8 @@ class DynamicBatcher(Generic[In, Out]):
     Args:
         kind: "texts" or "images", for logs and metrics.
         run_batch: the blocking model call, given the items and whether they have company
-            (more than one request, or one that came while a batch of its kind ran: concurrent
-            callers); one output per input, in order.
+            (concurrent callers: more than one request, or one that came while a batch of its
+            kind ran, in this batch or the one before); one output per input, in order.
         executor: where `run_batch` runs (off the event loop).
         max_batch_size: the most items in one call of `run_batch`.
         max_delay_s: how long the first item of a batch waits for company, counted from its
@@ -76,6 +76,8 @@ class DynamicBatcher(Generic[In, Out]):
         self._queued_items = 0
         self._worker: asyncio.Task[None] | None = None
         self._running = False  # a batch is with the model now
+        # Whether the last batch run saw other callers (see `_work`).
+        self._saw_others = False
         # Whether the last batch had company (more than one request): only then does the next
         # one wait for it. Nothing has come yet: wait, as for a burst.
         self._company = True
@@ -165,7 +167,12 @@ class DynamicBatcher(Generic[In, Out]):
             items = [item for p in batch for item in p.items]
             if not items:
                 continue
-            company = len(batch) > 1 or any(p.behind_a_batch for p in batch)
+            # Company: other callers are about, whose other work may share the cores. A batch
+            # sees them when it holds more than one request or one that came while a batch ran;
+            # under eight callers a request now and then also finds the model idle and runs
+            # alone, so one batch after another that saw them counts too.
+            saw_others = len(batch) > 1 or any(p.behind_a_batch for p in batch)
+            company, self._saw_others = saw_others or self._saw_others, saw_others
             outputs: list[Out] = []
             self._running = True
             try:

@@ -12,8 +12,8 @@ serves, every EXPLORE_EVERY-th batch of short texts runs on the other count, and
 moves there when that was clearly faster than batches of as many texts usually take
 (`TextThreadChoice`).
 
-Texts alone and texts with company learn their counts apart (company: the batcher saw more than
-one request in the batch, or one that came while a batch ran). Alone means no other search is
+Texts alone and texts with company learn their counts apart (company: the batcher saw other
+callers, in this batch or the one before; see `DynamicBatcher`). Alone means no other search is
 running, and the query service and ChromaDB wait for the text; company means several callers,
 whose other steps share the cores with the model. With eight callers at once
 (bf16, `bench_query`'s setup) batches of three or four texts on one thread served 112
@@ -51,6 +51,12 @@ RECENT = 9
 # Times of a batch size not seen for this many timed batches are dropped: they came from
 # another load (a try is never judged against them).
 STALE_AFTER = 5 * EXPLORE_EVERY
+# A move takes this many tries in a row that win, the next coming RECHECK_AFTER timed batches
+# after a win: under eight callers one batch's time swings with what the other processes do at
+# that moment, and single lucky tries moved the choice back and forth (123 searches/s against
+# 146 when it held still).
+CONFIRMS = 2
+RECHECK_AFTER = 5
 SHORT_TOKENS = 16
 MAX_TEXTS = 8
 
@@ -103,6 +109,7 @@ class _Track:
         self.last_seen: dict[int, int] = {}  # the timed batch that last had that many texts
         self.timed = 0
         self.since_try = 0
+        self.wins = 0  # tries in a row that beat the usual time
 
     def count_for(self, texts: int, timed: bool) -> int:
         """The count a batch of `texts` runs on: the other one when a try is due (EXPLORE_EVERY
@@ -120,14 +127,21 @@ class _Track:
         return self.current
 
     def record(self, texts: int, count: int, seconds: float) -> float | None:
-        """Take a timed batch's seconds on `count` threads. A try that beat the usual time of as
-        many texts by MARGIN moves the track there and returns that usual time."""
+        """Take a timed batch's seconds on `count` threads. CONFIRMS tries in a row that beat
+        the usual time of as many texts by MARGIN move the track there; the last returns that
+        usual time."""
         if count == self.current:
             self.recent.setdefault(texts, deque(maxlen=RECENT)).append(seconds)
             return None
         usual = statistics.median(self.recent[texts])
         if seconds >= MARGIN * usual:
+            self.wins = 0
             return None
+        self.wins += 1
+        if self.wins < CONFIRMS:
+            self.since_try = EXPLORE_EVERY - RECHECK_AFTER
+            return None
+        self.wins = 0
         self.current, self.other = count, self.current
         self.recent = {texts: deque([seconds], maxlen=RECENT)}
         return usual
@@ -138,9 +152,9 @@ class TextThreadChoice:
     for texts alone and texts with company apart.
 
     Not thread-safe: the embedder makes every model call on its one model thread. A move rests
-    on one timed try against the median of RECENT batches of as many texts, so a try that happens
-    to be slow only delays a move to the next try; a lucky fast one moves the choice, and the
-    next try moves it back if it was luck.
+    on CONFIRMS timed tries in a row, each against the median of RECENT batches of as many texts,
+    so a try that happens to be slow only delays a move, and one lucky fast try does not make
+    one.
 
     Args:
         current: the count to start on (measured at load, or given).

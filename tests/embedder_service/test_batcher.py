@@ -182,7 +182,8 @@ def test_a_request_that_waited_out_a_pass_does_not_wait_again() -> None:
 
 def test_a_batch_says_whether_its_callers_had_company() -> None:
     # Company: more than one request, or one that came while a batch ran (another caller was
-    # there). The embedder runs texts with company on their own thread count.
+    # there), in this batch or the one before. The embedder runs texts with company on their
+    # own thread count.
     run = Recorder(delay=0.2)
 
     async def main() -> None:
@@ -194,13 +195,14 @@ def test_a_batch_says_whether_its_callers_had_company() -> None:
             came_meanwhile = asyncio.ensure_future(b.submit([3]))
             await asyncio.gather(running, came_meanwhile)
             await asyncio.gather(b.submit([4]), b.submit([5]))  # together
-            await b.submit([6])  # alone again
+            await b.submit([6])  # alone, just after others
+            await b.submit([7])  # alone again
         finally:
             await b.stop()
 
     asyncio.run(main())
-    assert run.batches == [[1], [2], [3], [4, 5], [6]]
-    assert run.company == [False, False, True, True, False]
+    assert run.batches == [[1], [2], [3], [4, 5], [6], [7]]
+    assert run.company == [False, False, True, True, True, False]
 
 
 def test_full_queue_refuses_at_once() -> None:

@@ -11,6 +11,7 @@ from embedder_service.text_threads import (
     MARGIN,
     MAX_TEXTS,
     RECENT,
+    RECHECK_AFTER,
     STALE_AFTER,
     TextThreadChoice,
     _Track,
@@ -78,11 +79,14 @@ def test_the_choice_follows_the_machine() -> None:
     # take 44 ms a text, one thread 20 ms.
     machine = FakeMachine(2, {2: 0.044, 1: 0.020})
     choice = TextThreadChoice(2, other=1, clock=machine.clock)
-    counts_run(choice, machine, EXPLORE_EVERY, short=True)
+    # Two tries win in a row: the first after EXPLORE_EVERY, the next RECHECK_AFTER later.
+    counts_run(choice, machine, EXPLORE_EVERY + RECHECK_AFTER - 1, short=True)
+    assert choice.count() == 2
+    counts_run(choice, machine, 1, short=True)
     assert choice.count() == 1
     # The core is free again: one thread 17 ms, two 13.9 ms.
     machine.seconds_on = {2: 0.0139, 1: 0.017}
-    counts_run(choice, machine, EXPLORE_EVERY, short=True)
+    counts_run(choice, machine, EXPLORE_EVERY + RECHECK_AFTER, short=True)
     assert choice.count() == 2
 
 
@@ -156,6 +160,29 @@ def test_times_of_a_batch_size_not_seen_for_long_are_dropped() -> None:
     assert 8 not in track.recent
     track.since_try = EXPLORE_EVERY  # a try is due: still none until eight texts have times
     assert track.count_for(8, timed=True) == 2
+
+
+def test_one_lucky_try_does_not_move_the_choice() -> None:
+    # Under load one batch's time swings: a try must win twice in a row to move.
+    track = _Track(2, 1)
+    for _ in range(RECENT):
+        track.record(4, track.count_for(4, timed=True), 0.020)
+    track.since_try = EXPLORE_EVERY - 1
+    assert track.count_for(4, timed=True) == 1
+    assert track.record(4, 1, 0.010) is None  # lucky
+    assert track.current == 2
+    for _ in range(RECHECK_AFTER - 1):
+        assert track.count_for(4, timed=True) == 2
+        track.record(4, 2, 0.020)
+    assert track.count_for(4, timed=True) == 1  # checked again soon
+    assert track.record(4, 1, 0.025) is None  # it was luck
+    assert track.current == 2
+    track.since_try = EXPLORE_EVERY - 1
+    track.record(4, track.count_for(4, timed=True), 0.010)
+    track.since_try = EXPLORE_EVERY - 1
+    assert track.count_for(4, timed=True) == 1
+    assert track.record(4, 1, 0.010) == 0.020  # two in a row: moved
+    assert (track.current, track.other) == (1, 2)
 
 
 def test_long_or_many_texts_are_not_timed() -> None:
