@@ -199,15 +199,21 @@ def measure(
     return tallies
 
 
-def agreement(fp32: QueryClient, bf16: QueryClient, n: int) -> float:
-    """Mean share of top-10 ids the bf16 service has in common with fp32's, for the same texts
-    over the same collection."""
-    shared = []
-    for text in texts("agree-", n):
-        a = {h.record.id for h in fp32.text(text, top_k=10).hits}
-        b = {h.record.id for h in bf16.text(text, top_k=10).hits}
-        shared.append(len(a & b) / 10)
-    return statistics.mean(shared)
+AGREEMENT_TEXTS = 24
+
+
+def top10(service: QueryClient) -> list[set[str]]:
+    """The ids the service ranks top 10 for each of the agreement texts."""
+    return [
+        {h.record.id for h in service.text(text, top_k=10).hits}
+        for text in texts("agree-", AGREEMENT_TEXTS)
+    ]
+
+
+def agreement(fp32: list[set[str]], other: list[set[str]]) -> float:
+    """Mean share of top-10 ids another precision has in common with fp32's, for the same
+    texts over the same collection."""
+    return statistics.mean(len(a & b) / 10 for a, b in zip(fp32, other, strict=True))
 
 
 def rows_of(label: str, tallies: dict[tuple[str, int], Tally], extra: str) -> list[list[str]]:
@@ -254,29 +260,34 @@ def main() -> None:
 
     rows: list[list[str]] = []
     notes: list[str] = []
+    ranked: dict[str, list[set[str]]] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
         start_chroma(Path(tmp) / "chroma", Path(tmp) / "chroma.log") as chroma,
-        contextlib.ExitStack() as stack,
     ):
-        embedders = {
-            p: stack.enter_context(embedder(args.model, p, args.max_delay_ms)) for p in precisions
-        }
-        with EmbedderClient(embedders["fp32"].address) as client:
-            fill_photos(chroma.http, client, args.vectors, "bench")
-        clients = {
-            p: stack.enter_context(query_service(server.address, chroma.http))
-            for p, server in embedders.items()
-        }
         for p in precisions:
-            print(f"{p}: service and bare way, taking turns...", flush=True)
-            bare = BareWay(args.model, p, chroma.http)
-            tallies = measure(clients[p], bare, p, args.rounds, args.queries)
+            # One precision's embedder and query service at a time: with the other pair idle
+            # beside them, 8 callers' searches ran 12-20 % slower (bf16, 109-112 against
+            # 128-148 a second alone; not pinned down), which the bare way did not share.
+            with (
+                embedder(args.model, p, args.max_delay_ms) as server,
+                contextlib.ExitStack() as stack,
+            ):
+                if p == precisions[0]:
+                    with EmbedderClient(server.address) as client:
+                        fill_photos(chroma.http, client, args.vectors, "bench")
+                service = stack.enter_context(query_service(server.address, chroma.http))
+                print(f"{p}: service and bare way, taking turns...", flush=True)
+                bare = BareWay(args.model, p, chroma.http)
+                tallies = measure(service, bare, p, args.rounds, args.queries)
+                ranked[p] = top10(service)
             extra = ""
             if p != "fp32":
-                share = agreement(clients["fp32"], clients[p], 24)
+                share = agreement(ranked["fp32"], ranked[p])
                 extra = f"top-10 agreement with fp32: {share:.1%}"
-                notes.append(f"- {p}: {extra} (24 texts, the same 10,000 vectors)")
+                notes.append(
+                    f"- {p}: {extra} ({AGREEMENT_TEXTS} texts, the same {args.vectors} vectors)"
+                )
             rows += rows_of(p, tallies, extra)
             one = tallies["service", 1].p(50)
             notes.append(
