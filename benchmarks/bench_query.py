@@ -278,7 +278,7 @@ def main() -> None:
                         fill_photos(chroma.http, client, args.vectors, "bench")
                 service = stack.enter_context(query_service(server.address, chroma.http))
                 print(f"{p}: service and bare way, taking turns...", flush=True)
-                bare = BareWay(args.model, p, chroma.http)
+                bare = stack.enter_context(contextlib.closing(BareWay(args.model, p, chroma.http)))
                 tallies = measure(service, bare, p, args.rounds, args.queries)
                 ranked[p] = top10(service)
             extra = ""
@@ -297,7 +297,6 @@ def main() -> None:
                 f"8 callers: {tallies['service', 8].rate() / tallies['bare', 8].rate():.2f}x "
                 "the bare way's throughput (goal >= 3x)"
             )
-            bare.close()
 
     delay = args.max_delay_ms if args.max_delay_ms is not None else "its default"
     print(

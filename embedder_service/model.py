@@ -189,7 +189,7 @@ class OpenClipModel:
 
     @property
     def text_threads(self) -> int:
-        """The thread count a lone text runs on now (texts with company may differ)."""
+        """The thread count texts alone run on now (texts with company may differ)."""
         return self._text_threads.count()
 
     @text_threads.setter

@@ -9,8 +9,8 @@ about 17 on one with the cores to itself; when another process then took a core,
 (one of the pair waits for its core at every region) against 20 on one. So the embedder times a
 short text and a batch of eight both ways at start-up and keeps the faster; then, while it
 serves, every EXPLORE_EVERY-th batch of short texts runs on the other count, and the choice
-moves there when that was clearly faster than batches of as many texts usually take
-(`TextThreadChoice`).
+moves there when two such tries in a row were clearly faster than batches of as many texts
+usually take (`TextThreadChoice`).
 
 Texts alone and texts with company learn their counts apart (company: the batcher saw other
 callers, in this batch or the one before; see `DynamicBatcher`). Alone means no other search is
@@ -42,7 +42,7 @@ TRIES = 5
 # One thread must beat all of them by this much: a start-up beside other busy work measures
 # noisily. The same margin holds for a move while running.
 MARGIN = 0.9
-# While running: every this-many-th timed batch of a kind (a lone text, or texts with company)
+# While running: every this-many-th timed batch of a kind (texts alone, or with company)
 # tries the other thread count, against the median of this many recent batches of as many texts
 # on the current count. A batch of at most MAX_TEXTS texts of at most SHORT_TOKENS tokens each is
 # timed (queries), so lengths barely change the time compared.
@@ -110,6 +110,7 @@ class _Track:
         self.timed = 0
         self.since_try = 0
         self.wins = 0  # tries in a row that beat the usual time
+        self.won_at = 0  # the timed batch of the last win
 
     def count_for(self, texts: int, timed: bool) -> int:
         """The count a batch of `texts` runs on: the other one when a try is due (EXPLORE_EVERY
@@ -123,6 +124,8 @@ class _Track:
         self.since_try += 1
         if self.since_try >= EXPLORE_EVERY and len(self.recent.get(texts, ())) == RECENT:
             self.since_try = 0
+            if self.timed - self.won_at > EXPLORE_EVERY:
+                self.wins = 0  # a win with no recheck soon after stood under another load
             return self.other
         return self.current
 
@@ -138,6 +141,7 @@ class _Track:
             self.wins = 0
             return None
         self.wins += 1
+        self.won_at = self.timed
         if self.wins < CONFIRMS:
             self.since_try = EXPLORE_EVERY - RECHECK_AFTER
             return None

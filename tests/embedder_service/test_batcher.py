@@ -180,6 +180,35 @@ def test_a_request_that_waited_out_a_pass_does_not_wait_again() -> None:
     assert started - freed < window / 2, f"waited {started - freed:.2f}s after the pass"
 
 
+def test_a_request_given_up_on_does_not_open_the_window() -> None:
+    # [4]'s caller gives up while [1, 2, 3] runs; [5], queued behind it meanwhile, runs as soon
+    # as the model is free: the window counts from the arrivals, not from the pass's end.
+    run = Recorder(delay=0.6)
+    window = 0.5
+
+    async def main() -> list[int]:
+        b = batcher(run, max_delay_s=window, max_batch_size=3)
+        try:
+            first = asyncio.ensure_future(b.submit([1, 2, 3]))
+            await asyncio.sleep(0.05)  # [1, 2, 3] filled its batch and runs
+            given_up = asyncio.ensure_future(b.submit([4]))
+            await asyncio.sleep(0)
+            behind = asyncio.ensure_future(b.submit([5]))
+            await asyncio.sleep(0)
+            given_up.cancel()
+            assert await first == [2, 4, 6]
+            result = await asyncio.wait_for(behind, timeout=30)
+            assert b.queued_items == 0
+            return result
+        finally:
+            await b.stop()
+
+    assert asyncio.run(main()) == [10]
+    assert run.batches == [[1, 2, 3], [5]]
+    (_, freed), (started, _) = run.spans
+    assert started - freed < window / 2, f"waited {started - freed:.2f}s after the pass"
+
+
 def test_a_batch_says_whether_its_callers_had_company() -> None:
     # Company: more than one request, or one that came while a batch ran (another caller was
     # there), in this batch or the one before. The embedder runs texts with company on their
@@ -248,3 +277,4 @@ def test_failed_batch_fails_its_callers_and_the_next_batch_runs() -> None:
         await b.stop()
 
     asyncio.run(main())
+    assert run.company == [False, False]  # the failed batch left no "running" behind

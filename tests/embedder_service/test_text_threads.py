@@ -185,6 +185,22 @@ def test_one_lucky_try_does_not_move_the_choice() -> None:
     assert (track.current, track.other) == (1, 2)
 
 
+def test_a_win_not_checked_again_soon_expires() -> None:
+    # A win whose recheck could not come (its batch size went quiet) does not pair with a win
+    # much later, under what may be another load.
+    track = _Track(2, 1)
+    for _ in range(RECENT):
+        track.record(4, track.count_for(4, timed=True), 0.020)
+    track.since_try = EXPLORE_EVERY - 1
+    assert track.record(4, track.count_for(4, timed=True), 0.010) is None  # a first win
+    for n in [5, 6, 7, 8] * 6:  # other sizes, none with enough times for a try
+        assert track.record(n, track.count_for(n, timed=True), 0.025) is None
+    track.since_try = EXPLORE_EVERY - 1
+    assert track.count_for(4, timed=True) == 1
+    assert track.record(4, 1, 0.010) is None  # a first win again, not a second
+    assert track.current == 2
+
+
 def test_long_or_many_texts_are_not_timed() -> None:
     machine = FakeMachine(2, {2: 0.044, 1: 0.020})
     choice = TextThreadChoice(2, other=1, clock=machine.clock)
