@@ -268,7 +268,8 @@ def main() -> None:
         for p in precisions:
             # One precision's embedder and query service at a time: with the other pair idle
             # beside them, 8 callers' searches ran 12-20 % slower (bf16, 109-112 against
-            # 128-148 a second alone; not pinned down), which the bare way did not share.
+            # 128-148 a second alone; not pinned down), a handicap the bare way's in-process
+            # model need not share.
             with (
                 embedder(args.model, p, args.max_delay_ms) as server,
                 contextlib.ExitStack() as stack,

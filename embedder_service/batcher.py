@@ -135,7 +135,7 @@ class DynamicBatcher(Generic[In, Out]):
         # busy model's pass does not wait again, and the requests queued meanwhile are its
         # company. With eight callers the model is the busy part, and idling it for a window
         # after every pass cost 8 % of their searches (bf16, 116 against 125 a second). The
-        # same holds when the first request's caller has given up (it is dropped below): the
+        # same holds when the first request's caller has given up (`_work` drops it): the
         # requests behind it came later still.
         deadline = first.enqueued + window
         while size < self.max_batch_size:
